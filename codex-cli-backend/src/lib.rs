@@ -1,0 +1,1 @@
+//! codex-bridge backend over one-shot `codex exec --json` processes.

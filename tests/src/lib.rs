@@ -1,0 +1,1 @@
+//! Test support for codex-bridge: mock Responses API, CODEX_HOME helpers, pinned codex.

@@ -1,0 +1,2 @@
+//! codex-bridge automation.
+fn main() {}
