@@ -1,0 +1,278 @@
+//! Finding codex, reading its version, and knowing which flags it accepts.
+//!
+//! Flags come and go between codex versions (`codex exec --full-auto` exists in older CLIs and
+//! is rejected by 0.169.0). Rather than guessing from version numbers, [`CodexBinary::probe`]
+//! reads `codex exec --help` and `codex exec resume --help` once and remembers the flags each
+//! accepts; backends build arguments from these [`Capabilities`].
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::auth::AuthMode;
+use crate::error::{Error, Result};
+use crate::process::{CodexCommand, Stdio};
+
+/// The environment variable that names the codex binary to use.
+pub const CODEX_BIN_ENV: &str = "CODEX_BIN";
+
+/// A parsed `codex --version` (`codex-cli 0.169.0` → 0.169.0).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CodexVersion(pub semver::Version);
+
+impl CodexVersion {
+    /// Parses the output of `codex --version`.
+    pub fn parse_version_output(output: &str) -> Option<CodexVersion> {
+        output
+            .split_whitespace()
+            .filter_map(|word| semver::Version::parse(word.trim_start_matches('v')).ok())
+            .next()
+            .map(CodexVersion)
+    }
+
+    /// Builds a version from its parts.
+    pub fn new(major: u64, minor: u64, patch: u64) -> Self {
+        CodexVersion(semver::Version::new(major, minor, patch))
+    }
+}
+
+impl fmt::Display for CodexVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Which command-line flags an installed codex accepts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    exec: BTreeSet<String>,
+    resume: BTreeSet<String>,
+}
+
+impl Capabilities {
+    /// Builds capabilities from the help texts of `codex exec` and `codex exec resume`.
+    pub fn from_help(exec_help: &str, resume_help: &str) -> Self {
+        Capabilities {
+            exec: parse_flags(exec_help),
+            resume: parse_flags(resume_help),
+        }
+    }
+
+    /// Whether `codex exec` accepts `flag` (written with its dashes, e.g. `--full-auto`).
+    pub fn exec_accepts(&self, flag: &str) -> bool {
+        self.exec.contains(flag)
+    }
+
+    /// Whether `codex exec resume` accepts `flag`.
+    pub fn resume_accepts(&self, flag: &str) -> bool {
+        self.resume.contains(flag)
+    }
+
+    /// Every flag `codex exec` accepts.
+    pub fn exec_flags(&self) -> impl Iterator<Item = &str> {
+        self.exec.iter().map(String::as_str)
+    }
+
+    /// Every flag `codex exec resume` accepts.
+    pub fn resume_flags(&self) -> impl Iterator<Item = &str> {
+        self.resume.iter().map(String::as_str)
+    }
+}
+
+/// Collects every `--long` and `-s` flag that starts an option line of a clap help text.
+fn parse_flags(help: &str) -> BTreeSet<String> {
+    let mut flags = BTreeSet::new();
+    for line in help.lines() {
+        let line = line.trim_start();
+        if !line.starts_with('-') {
+            continue;
+        }
+        for word in line.split([' ', ',', '=', '[', '<']) {
+            if word.starts_with('-') && word.len() > 1 && word != "--" {
+                flags.insert(word.to_owned());
+            }
+        }
+    }
+    flags
+}
+
+/// An installed codex: where it is, its version and what it accepts.
+///
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CodexBinary {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    version: CodexVersion,
+    capabilities: Capabilities,
+}
+
+impl CodexBinary {
+    /// Finds the codex program without running it: `explicit` if given, else `$CODEX_BIN`,
+    /// else `codex` on `PATH`.
+    pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
+        if let Some(path) = explicit {
+            return check_exists(path, "the explicit path");
+        }
+        if let Some(env) = std::env::var_os(CODEX_BIN_ENV).filter(|v| !v.is_empty()) {
+            return check_exists(Path::new(&env), "CODEX_BIN");
+        }
+        which::which("codex").map_err(|_| Error::NotFound {
+            looked_at: "PATH".into(),
+        })
+    }
+
+    /// Finds codex ([`CodexBinary::locate`] with no explicit path) and probes it.
+    pub async fn discover() -> Result<CodexBinary> {
+        let path = Self::locate(None)?;
+        Self::probe(path).await
+    }
+
+    /// Probes the codex at `path`: its version, and the flags of `exec` and `exec resume`.
+    pub async fn probe(path: impl Into<PathBuf>) -> Result<CodexBinary> {
+        let path = path.into();
+        let version_out = run_quick(&path, &["--version"]).await?;
+        let version = CodexVersion::parse_version_output(&version_out.stdout).ok_or_else(|| {
+            Error::VersionProbe {
+                program: path.clone(),
+                detail: format!(
+                    "unexpected output {:?} ({})",
+                    version_out.stdout.trim(),
+                    version_out.status
+                ),
+            }
+        })?;
+        let (exec_help, resume_help) = tokio::join!(
+            run_quick(&path, &["exec", "--help"]),
+            run_quick(&path, &["exec", "resume", "--help"])
+        );
+        let capabilities = Capabilities::from_help(&exec_help?.stdout, &resume_help?.stdout);
+        Ok(CodexBinary {
+            inner: Arc::new(Inner {
+                path,
+                version,
+                capabilities,
+            }),
+        })
+    }
+
+    /// Builds a binary description without probing (for tests and for callers that already
+    /// know the facts).
+    pub fn from_parts(path: PathBuf, version: CodexVersion, capabilities: Capabilities) -> Self {
+        CodexBinary {
+            inner: Arc::new(Inner {
+                path,
+                version,
+                capabilities,
+            }),
+        }
+    }
+
+    /// The program path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The version.
+    pub fn version(&self) -> &CodexVersion {
+        &self.inner.version
+    }
+
+    /// The flags it accepts.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    /// A command line for this codex, ready to be given arguments and launched.
+    pub fn command<I, S>(&self, args: I) -> CodexCommand
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        CodexCommand::new(self.path()).args(args)
+    }
+
+    /// How codex is signed in, read from `codex login status` run with `env` (pass
+    /// `CODEX_HOME` there to ask about a particular home).
+    pub async fn auth_mode(&self, env: &[(String, String)]) -> Result<AuthMode> {
+        let mut cmd = self.command(["login", "status"]).stdin(Stdio::Null);
+        for (k, v) in env {
+            cmd = cmd.env(k, v);
+        }
+        let out = cmd.output().await?;
+        let text = format!("{}\n{}", out.stdout, out.stderr);
+        AuthMode::from_login_status(&text, out.status.code()).ok_or_else(|| Error::VersionProbe {
+            program: self.path().to_owned(),
+            detail: format!(
+                "unrecognised `codex login status` output: {:?}",
+                text.trim()
+            ),
+        })
+    }
+}
+
+fn check_exists(path: &Path, what: &str) -> Result<PathBuf> {
+    if path.exists() {
+        Ok(path.to_owned())
+    } else {
+        Err(Error::NotFound {
+            looked_at: format!("{what} {}", path.display()),
+        })
+    }
+}
+
+async fn run_quick(path: &Path, args: &[&str]) -> Result<crate::process::Output> {
+    CodexCommand::new(path)
+        .args(args.iter().copied())
+        .stdin(Stdio::Null)
+        .output()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_versions() {
+        let v = CodexVersion::parse_version_output("codex-cli 0.169.0\n").unwrap();
+        assert_eq!(v, CodexVersion::new(0, 169, 0));
+        let v = CodexVersion::parse_version_output("codex-cli 0.170.0-alpha.2").unwrap();
+        assert_eq!(v.0.pre.as_str(), "alpha.2");
+        assert!(CodexVersion::parse_version_output("nothing here").is_none());
+    }
+
+    #[test]
+    fn parses_help_flags() {
+        let help = "Options:\n  -c, --config <key=value>\n          Override\n      --full-auto\n          Sugar\n  -s, --sandbox <SANDBOX_MODE>\n      --skip-git-repo-check\n  -o, --output-last-message <FILE>\n";
+        let caps = Capabilities::from_help(help, "  -c, --config <key=value>\n      --last\n");
+        for f in [
+            "-c",
+            "--config",
+            "--full-auto",
+            "-s",
+            "--sandbox",
+            "--skip-git-repo-check",
+            "-o",
+        ] {
+            assert!(caps.exec_accepts(f), "{f}");
+        }
+        assert!(!caps.exec_accepts("--sandbox-mode"));
+        assert!(caps.resume_accepts("--last"));
+        assert!(!caps.resume_accepts("--sandbox"));
+    }
+
+    #[test]
+    fn locate_reports_what_it_tried() {
+        let err = CodexBinary::locate(Some(Path::new("/no/such/codex"))).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("npm install -g @openai/codex"), "{msg}");
+        assert!(msg.contains("/no/such/codex"), "{msg}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Job records and the on-disk job store (see the jobs issue).
