@@ -288,10 +288,10 @@ impl RunSink {
     /// If the caller stopped reading events, the event is still recorded for the outcome.
     pub async fn emit(&mut self, event: Event) {
         self.acc.observe(&event);
-        if let Some(tx) = &self.events {
-            if tx.send(event).await.is_err() {
-                self.events = None;
-            }
+        if let Some(tx) = &self.events
+            && tx.send(event).await.is_err()
+        {
+            self.events = None;
         }
     }
 
@@ -373,10 +373,8 @@ impl Accumulator {
     fn observe(&mut self, event: &Event) {
         match event {
             Event::ThreadStarted { thread_id } => self.thread_id = Some(thread_id.clone()),
-            Event::TurnStarted { turn_id } => {
-                if turn_id.is_some() {
-                    self.turn_id = turn_id.clone();
-                }
+            Event::TurnStarted { turn_id } if turn_id.is_some() => {
+                self.turn_id = turn_id.clone();
             }
             Event::ItemCompleted { item } => {
                 if let ItemDetails::AgentMessage { text } = &item.details {

@@ -352,10 +352,10 @@ impl CodexProcess {
 
     /// Sends SIGKILL to the whole process group (does not wait).
     pub fn kill_group(&mut self) {
-        if let Err(e) = self.child.start_kill() {
-            if e.raw_os_error() != Some(libc::ESRCH) {
-                tracing::debug!("killing codex process group: {e}");
-            }
+        if let Err(e) = self.child.start_kill()
+            && e.raw_os_error() != Some(libc::ESRCH)
+        {
+            tracing::debug!("killing codex process group: {e}");
         }
     }
 

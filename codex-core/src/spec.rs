@@ -420,23 +420,23 @@ impl TaskSpec {
                 "a zero timeout would stop codex at once",
             ));
         }
-        if let Some(schema) = &self.output_schema {
-            if !schema.is_object() {
-                return Err(invalid(
-                    "output_schema",
-                    "a JSON Schema must be a JSON object",
-                ));
-            }
+        if let Some(schema) = &self.output_schema
+            && !schema.is_object()
+        {
+            return Err(invalid(
+                "output_schema",
+                "a JSON Schema must be a JSON object",
+            ));
         }
         for o in &self.config {
             if o.key.trim().is_empty() || o.key.contains(char::is_whitespace) {
                 return Err(invalid("config", format!("bad key {:?}", o.key)));
             }
         }
-        if let Some(model) = &self.model {
-            if model.trim().is_empty() {
-                return Err(invalid("model", "the model name is empty"));
-            }
+        if let Some(model) = &self.model
+            && model.trim().is_empty()
+        {
+            return Err(invalid("model", "the model name is empty"));
         }
         Ok(())
     }
