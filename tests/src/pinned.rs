@@ -1,0 +1,59 @@
+//! Where the pinned real codex binary lives.
+//!
+//! `cargo xtask codex` installs `@openai/codex@PINNED` with npm under
+//! `<workspace>/.tools/codex-PINNED/` (a git-ignored folder). The launcher there is a small
+//! Node.js script that starts the native binary shipped in the optional package
+//! `@openai/codex-linux-x64`.
+
+use std::path::PathBuf;
+
+/// The codex CLI version the whole test suite is pinned to.
+pub const PINNED_CODEX_VERSION: &str = "0.169.0";
+
+/// The workspace root (the parent of this crate's folder).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest)
+}
+
+/// The cargo target folder: `CARGO_TARGET_DIR` if set (relative values are taken from the
+/// workspace root), else `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => workspace_root().join(dir),
+        _ => workspace_root().join("target"),
+    }
+}
+
+/// Where `cargo xtask codex` installs the pinned codex launcher.
+pub fn pinned_install_path() -> PathBuf {
+    workspace_root()
+        .join(".tools")
+        .join(format!("codex-{PINNED_CODEX_VERSION}"))
+        .join("node_modules")
+        .join(".bin")
+        .join("codex")
+}
+
+/// The codex binary the tests run: `CODEX_BIN` if set, else the pinned install.
+///
+/// # Panics
+/// When the binary does not exist, with the message "the pinned codex is not installed: run
+/// `cargo xtask codex` (or set CODEX_BIN)". Tests never silently skip.
+pub fn pinned_codex() -> PathBuf {
+    let path = match std::env::var_os("CODEX_BIN") {
+        Some(bin) if !bin.is_empty() => PathBuf::from(bin),
+        _ => pinned_install_path(),
+    };
+    if !path.exists() {
+        panic!(
+            "the pinned codex is not installed: run `cargo xtask codex` (or set CODEX_BIN); \
+             looked for {}",
+            path.display()
+        );
+    }
+    path
+}

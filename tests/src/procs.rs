@@ -1,0 +1,66 @@
+//! Finding processes by an environment variable, to check that nothing a test started
+//! survives it.
+//!
+//! Every codex a test starts carries `CODEX_HOME=<that test's private home>`, and codex passes
+//! its environment on to the commands it runs, so scanning `/proc/*/environ` for that pair
+//! finds the whole tree, however it was re-parented. Linux only.
+
+use std::time::{Duration, Instant};
+
+/// The ids of the live processes (other than this one) whose environment holds `key=value`
+/// exactly. Zombies (whose environment is gone) and processes that cannot be read are not
+/// listed.
+pub fn processes_with_env(key: &str, value: &str) -> Vec<u32> {
+    let wanted = format!("{key}={value}").into_bytes();
+    let own = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != own)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|environ| environ.split(|b| *b == 0).any(|var| var == wanted.as_slice()))
+                .unwrap_or(false)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Waits until no process carries `key=value` any more. `Err` lists those still alive when
+/// `timeout` ran out.
+pub fn wait_until_gone(key: &str, value: &str, timeout: Duration) -> Result<(), Vec<u32>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pids = processes_with_env(key, value);
+        if pids.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(pids);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// [`wait_until_gone`] for async tests (polls without blocking the runtime).
+pub async fn wait_until_gone_async(
+    key: &str,
+    value: &str,
+    timeout: Duration,
+) -> Result<(), Vec<u32>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let pids = processes_with_env(key, value);
+        if pids.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(pids);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
