@@ -138,6 +138,10 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// A job store error.
+    #[error(transparent)]
+    Store(#[from] crate::jobs::StoreError),
+
     /// An I/O error while doing `context`.
     #[error("{context}: {source}")]
     Io {

@@ -1,1 +1,1058 @@
-//! Job records and the on-disk job store (see the jobs issue).
+//! Job records and the on-disk job store.
+//!
+//! A *job* is one delegated piece of work (a task, a review, an adversarial review) whose
+//! progress outlives the process that started it: `codex-companion status` in another terminal
+//! reads it, a background worker updates it, a crash leaves it behind for the next reader to
+//! reconcile.
+//!
+//! ## Layout and guarantees
+//!
+//! ```text
+//! $CODEX_BRIDGE_STATE_DIR (else the platform state dir)/codex-bridge/
+//!   workspaces/<name>-<hash>/        one store per workspace (canonical git top-level or cwd)
+//!     store.lock                     advisory lock taken around every read-modify-write
+//!     jobs/<job-id>.json             one record per job, written atomically (temp + rename)
+//!     jobs/<job-id>.json.corrupt-N   a record that could not be parsed, kept aside
+//!     logs/<job-id>.log              the job's log (secrets redacted)
+//! ```
+//!
+//! - Every write is a complete new file renamed over the old one while holding the store's
+//!   exclusive lock, so concurrent writers in several processes lose nothing and readers
+//!   never see half a record.
+//! - A record that cannot be parsed is moved aside and reported ([`StoreError::Corrupt`] from
+//!   [`JobStore::get`], a [`ListReport::corrupt`] entry from [`JobStore::list`]); it is never
+//!   silently reset.
+//! - Reading reconciles: a queued or running job whose worker process is gone is marked
+//!   failed ("worker exited") by whoever reads the store next.
+//! - Pruning keeps the newest `keep_finished` finished jobs (default 50).
+//! - Text that lands in records or logs passes through [`redact`]: API keys and bearer tokens
+//!   never reach the disk.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendKind;
+use crate::event::{ThreadId, TurnId};
+
+/// The environment variable naming the root of every job store.
+pub const STATE_DIR_ENV: &str = "CODEX_BRIDGE_STATE_DIR";
+
+/// How many finished jobs a store keeps by default.
+pub const DEFAULT_KEEP_FINISHED: usize = 50;
+
+/// Errors of the job store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No job has this id (or id prefix).
+    #[error("no job matches {id:?} in {}", store.display())]
+    NotFound {
+        /// The id or prefix asked for.
+        id: String,
+        /// The store searched.
+        store: PathBuf,
+    },
+    /// The prefix matches several jobs.
+    #[error("job id prefix {prefix:?} is ambiguous: it matches {}", matches.join(", "))]
+    Ambiguous {
+        /// The prefix.
+        prefix: String,
+        /// The matching ids.
+        matches: Vec<String>,
+    },
+    /// A record could not be parsed; it was moved aside to `kept_at`.
+    #[error("job record {} is corrupt ({reason}); it was kept at {}", path.display(), kept_at.display())]
+    Corrupt {
+        /// Where the record was.
+        path: PathBuf,
+        /// Where it is now.
+        kept_at: PathBuf,
+        /// The parse error.
+        reason: String,
+    },
+    /// The requested status change is not allowed.
+    #[error("job {id}: cannot go from {from} to {to}")]
+    Transition {
+        /// The job.
+        id: String,
+        /// Its status.
+        from: JobStatus,
+        /// The requested status.
+        to: JobStatus,
+    },
+    /// No state directory could be determined.
+    #[error("no state directory: set {STATE_DIR_ENV}")]
+    NoStateDir,
+    /// An I/O error.
+    #[error("job store: {context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Io { context, source }
+}
+
+/// What kind of work a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum JobKind {
+    /// A task (`codex-companion task`, a delegation).
+    Task,
+    /// A native review (`review/start`).
+    Review,
+    /// A structured adversarial review.
+    AdversarialReview,
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JobKind::Task => "task",
+            JobKind::Review => "review",
+            JobKind::AdversarialReview => "adversarial-review",
+        })
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum JobStatus {
+    /// Created, no worker yet.
+    Queued,
+    /// A worker runs it.
+    Running,
+    /// Codex completed the turn.
+    Completed,
+    /// It failed (see `error`).
+    Failed,
+    /// It was cancelled.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Whether the job is over.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+
+    /// Whether `self → to` is allowed (queued → running → completed | failed | cancelled;
+    /// queued may also fail or be cancelled directly; finished is final).
+    pub fn can_become(self, to: JobStatus) -> bool {
+        use JobStatus::*;
+        match (self, to) {
+            (a, b) if a == b => !a.is_finished(),
+            (Queued, _) => true,
+            (Running, Completed | Failed | Cancelled) => true,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// A finer-grained progress marker while a job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum JobPhase {
+    /// Starting codex / connecting.
+    Starting,
+    /// The model is working.
+    Running,
+    /// Files are being changed.
+    Editing,
+    /// Commands are being run (tests, checks).
+    Verifying,
+    /// Writing the answer.
+    Finalizing,
+    /// Over.
+    Done,
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct JobResult {
+    /// Codex's final message.
+    pub final_message: Option<String>,
+    /// Files the turn changed.
+    pub touched_files: Vec<PathBuf>,
+    /// The reasoning summary.
+    pub reasoning_summary: Option<String>,
+}
+
+impl JobResult {
+    /// Builds a result.
+    pub fn new(
+        final_message: Option<String>,
+        touched_files: Vec<PathBuf>,
+        reasoning_summary: Option<String>,
+    ) -> Self {
+        JobResult {
+            final_message,
+            touched_files,
+            reasoning_summary,
+        }
+    }
+}
+
+/// One job, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct JobRecord {
+    /// Unique id (sortable by creation time).
+    pub id: String,
+    /// What it is.
+    pub kind: JobKind,
+    /// A short title (first line of the prompt).
+    pub title: String,
+    /// A one-line summary of the outcome, once known.
+    pub summary: Option<String>,
+    /// The workspace root the job runs in.
+    pub workspace_root: PathBuf,
+    /// Whether it may write files.
+    pub write: bool,
+    /// Status.
+    pub status: JobStatus,
+    /// Phase.
+    pub phase: JobPhase,
+    /// The worker process, while one runs the job.
+    pub pid: Option<u32>,
+    /// The worker's start time (clock ticks since boot), to detect pid reuse.
+    #[serde(default)]
+    pub pid_start_time: Option<u64>,
+    /// The backend that runs it.
+    pub backend: Option<BackendKind>,
+    /// The codex thread.
+    pub thread_id: Option<ThreadId>,
+    /// The codex turn.
+    pub turn_id: Option<TurnId>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Last update.
+    pub updated_at_ms: u64,
+    /// When it started running.
+    pub started_at_ms: Option<u64>,
+    /// When it finished.
+    pub finished_at_ms: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// What it produced.
+    pub result: Option<JobResult>,
+    /// Its log file.
+    pub log_file: PathBuf,
+}
+
+impl JobRecord {
+    /// Moves to `to`, stamping times; refuses transitions out of a finished state.
+    pub fn set_status(&mut self, to: JobStatus) -> Result<(), StoreError> {
+        if !self.status.can_become(to) {
+            return Err(StoreError::Transition {
+                id: self.id.clone(),
+                from: self.status,
+                to,
+            });
+        }
+        let now = now_ms();
+        if to == JobStatus::Running && self.started_at_ms.is_none() {
+            self.started_at_ms = Some(now);
+        }
+        if to.is_finished() {
+            self.finished_at_ms = Some(now);
+            self.phase = JobPhase::Done;
+        }
+        self.status = to;
+        Ok(())
+    }
+
+    /// Marks the job failed with `error` (redacted).
+    pub fn fail(&mut self, error: &str) -> Result<(), StoreError> {
+        self.set_status(JobStatus::Failed)?;
+        self.error = Some(redact(error));
+        Ok(())
+    }
+}
+
+/// What to create.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NewJob {
+    /// Kind.
+    pub kind: JobKind,
+    /// Title (redacted and cut to one line of at most 120 characters).
+    pub title: String,
+    /// Whether it may write.
+    pub write: bool,
+}
+
+impl NewJob {
+    /// A new job description.
+    pub fn new(kind: JobKind, title: impl Into<String>, write: bool) -> Self {
+        NewJob {
+            kind,
+            title: title.into(),
+            write,
+        }
+    }
+}
+
+/// The result of [`JobStore::list`]: the readable jobs, newest first, and what was corrupt.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ListReport {
+    /// The jobs, newest first.
+    pub jobs: Vec<JobRecord>,
+    /// Records that could not be read (moved aside).
+    pub corrupt: Vec<StoreError>,
+}
+
+/// The job store of one workspace.
+#[derive(Debug, Clone)]
+pub struct JobStore {
+    dir: PathBuf,
+    workspace_root: PathBuf,
+    keep_finished: usize,
+}
+
+impl JobStore {
+    /// The store of the workspace containing `cwd` (its git top-level, else `cwd` itself),
+    /// under `$CODEX_BRIDGE_STATE_DIR` or the platform state directory.
+    pub fn for_workspace(cwd: &Path) -> Result<JobStore, StoreError> {
+        let root = state_root()?;
+        JobStore::open(&root, cwd)
+    }
+
+    /// The store of the workspace containing `cwd`, under `state_root`.
+    pub fn open(state_root: &Path, cwd: &Path) -> Result<JobStore, StoreError> {
+        let workspace_root = workspace_root(cwd);
+        let dir = state_root
+            .join("workspaces")
+            .join(workspace_key(&workspace_root));
+        for sub in ["jobs", "logs"] {
+            fs::create_dir_all(dir.join(sub))
+                .map_err(io_err(format!("creating {}", dir.join(sub).display())))?;
+        }
+        Ok(JobStore {
+            dir,
+            workspace_root,
+            keep_finished: DEFAULT_KEEP_FINISHED,
+        })
+    }
+
+    /// How many finished jobs to keep when pruning.
+    pub fn keep_finished(mut self, n: usize) -> Self {
+        self.keep_finished = n;
+        self
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The workspace root this store belongs to.
+    pub fn workspace_root(&self) -> &Path {
+        &self.workspace_root
+    }
+
+    fn job_path(&self, id: &str) -> PathBuf {
+        self.dir.join("jobs").join(format!("{id}.json"))
+    }
+
+    /// The log file of a job.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{id}.log"))
+    }
+
+    fn lock(&self) -> Result<File, StoreError> {
+        let path = self.dir.join("store.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(format!("opening {}", path.display())))?;
+        fs4::fs_std::FileExt::lock_exclusive(&file)
+            .map_err(io_err(format!("locking {}", path.display())))?;
+        Ok(file)
+    }
+
+    /// Creates a queued job and its (empty) log file.
+    pub fn create(&self, new: NewJob) -> Result<JobRecord, StoreError> {
+        let _guard = self.lock()?;
+        let id = new_job_id();
+        let now = now_ms();
+        let record = JobRecord {
+            log_file: self.log_path(&id),
+            id,
+            kind: new.kind,
+            title: title_line(&new.title),
+            summary: None,
+            workspace_root: self.workspace_root.clone(),
+            write: new.write,
+            status: JobStatus::Queued,
+            phase: JobPhase::Starting,
+            pid: None,
+            pid_start_time: None,
+            backend: None,
+            thread_id: None,
+            turn_id: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            started_at_ms: None,
+            finished_at_ms: None,
+            error: None,
+            result: None,
+        };
+        File::create(&record.log_file)
+            .map_err(io_err(format!("creating {}", record.log_file.display())))?;
+        self.write_record(&record)?;
+        Ok(record)
+    }
+
+    /// Reads, changes and writes back one job under the lock. The change sees the current
+    /// record (after reconciliation) and may refuse by returning an error.
+    pub fn update<F>(&self, id: &str, change: F) -> Result<JobRecord, StoreError>
+    where
+        F: FnOnce(&mut JobRecord) -> Result<(), StoreError>,
+    {
+        let _guard = self.lock()?;
+        let id = self.resolve_locked(id)?;
+        let mut record = self.read_record(&id)?;
+        reconcile_one(&mut record);
+        change(&mut record)?;
+        record.updated_at_ms = now_ms();
+        record.title = redact(&record.title);
+        record.summary = record.summary.as_deref().map(redact);
+        record.error = record.error.as_deref().map(redact);
+        if let Some(result) = &mut record.result {
+            result.final_message = result.final_message.as_deref().map(redact);
+            result.reasoning_summary = result.reasoning_summary.as_deref().map(redact);
+        }
+        self.write_record(&record)?;
+        if record.status.is_finished() {
+            self.prune_locked()?;
+        }
+        Ok(record)
+    }
+
+    /// Marks the job as run by this process (pid and its start time), status running.
+    pub fn claim(&self, id: &str, backend: BackendKind) -> Result<JobRecord, StoreError> {
+        let pid = std::process::id();
+        self.update(id, |r| {
+            r.set_status(JobStatus::Running)?;
+            r.pid = Some(pid);
+            r.pid_start_time = process_start_time(pid);
+            r.backend = Some(backend);
+            r.phase = JobPhase::Starting;
+            Ok(())
+        })
+    }
+
+    /// One job by id or unique id prefix, reconciled.
+    pub fn get(&self, id_or_prefix: &str) -> Result<JobRecord, StoreError> {
+        let _guard = self.lock()?;
+        let id = self.resolve_locked(id_or_prefix)?;
+        let mut record = self.read_record(&id)?;
+        if reconcile_one(&mut record) {
+            self.write_record(&record)?;
+        }
+        Ok(record)
+    }
+
+    /// Every job, newest first, reconciled; corrupt records are moved aside and reported.
+    pub fn list(&self) -> Result<ListReport, StoreError> {
+        let _guard = self.lock()?;
+        let mut report = ListReport::default();
+        for id in self.ids()? {
+            match self.read_record(&id) {
+                Ok(mut record) => {
+                    if reconcile_one(&mut record) {
+                        self.write_record(&record)?;
+                    }
+                    report.jobs.push(record);
+                }
+                Err(e @ StoreError::Corrupt { .. }) => report.corrupt.push(e),
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        report
+            .jobs
+            .sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
+        Ok(report)
+    }
+
+    /// The newest job that is not finished, if any.
+    pub fn latest_active(&self) -> Result<Option<JobRecord>, StoreError> {
+        Ok(self
+            .list()?
+            .jobs
+            .into_iter()
+            .find(|j| !j.status.is_finished()))
+    }
+
+    /// The thread of the newest completed task of this workspace (never a review thread),
+    /// for "resume last".
+    pub fn latest_task_thread(&self) -> Result<Option<ThreadId>, StoreError> {
+        Ok(self
+            .list()?
+            .jobs
+            .into_iter()
+            .filter(|j| j.kind == JobKind::Task && j.status.is_finished())
+            .filter(|j| j.workspace_root == self.workspace_root)
+            .find_map(|j| j.thread_id))
+    }
+
+    /// Appends text to a job's log, redacted.
+    pub fn append_log(&self, id: &str, text: &str) -> Result<(), StoreError> {
+        let path = self.log_path(id);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(format!("opening {}", path.display())))?;
+        let mut text = redact(text);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        file.write_all(text.as_bytes())
+            .map_err(io_err(format!("writing {}", path.display())))
+    }
+
+    /// Removes the oldest finished jobs beyond `keep_finished`, and their logs.
+    pub fn prune(&self) -> Result<usize, StoreError> {
+        let _guard = self.lock()?;
+        self.prune_locked()
+    }
+
+    fn prune_locked(&self) -> Result<usize, StoreError> {
+        let mut finished: Vec<JobRecord> = self
+            .ids()?
+            .into_iter()
+            .filter_map(|id| self.read_record(&id).ok())
+            .filter(|r| r.status.is_finished())
+            .collect();
+        if finished.len() <= self.keep_finished {
+            return Ok(0);
+        }
+        finished
+            .sort_by_key(|r| std::cmp::Reverse((r.finished_at_ms.unwrap_or(0), r.created_at_ms)));
+        let mut removed = 0;
+        for old in finished.into_iter().skip(self.keep_finished) {
+            let _ = fs::remove_file(self.job_path(&old.id));
+            let _ = fs::remove_file(&old.log_file);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    fn ids(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.dir.join("jobs");
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err(format!("reading {}", dir.display())))? {
+            let entry = entry.map_err(io_err(format!("reading {}", dir.display())))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = name.strip_suffix(".json") {
+                ids.push(id.to_owned());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn resolve_locked(&self, prefix: &str) -> Result<String, StoreError> {
+        if prefix.is_empty() || prefix.contains(['/', '\\']) || prefix.contains("..") {
+            return Err(StoreError::NotFound {
+                id: prefix.to_owned(),
+                store: self.dir.clone(),
+            });
+        }
+        if self.job_path(prefix).exists() {
+            return Ok(prefix.to_owned());
+        }
+        let matches: Vec<String> = self
+            .ids()?
+            .into_iter()
+            .filter(|id| id.starts_with(prefix))
+            .collect();
+        match matches.len() {
+            0 => Err(StoreError::NotFound {
+                id: prefix.to_owned(),
+                store: self.dir.clone(),
+            }),
+            1 => Ok(matches.into_iter().next().unwrap_or_default()),
+            _ => Err(StoreError::Ambiguous {
+                prefix: prefix.to_owned(),
+                matches,
+            }),
+        }
+    }
+
+    fn read_record(&self, id: &str) -> Result<JobRecord, StoreError> {
+        let path = self.job_path(id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound {
+                    id: id.to_owned(),
+                    store: self.dir.clone(),
+                });
+            }
+            Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
+        };
+        match serde_json::from_slice::<JobRecord>(&bytes) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let mut n = 0;
+                let kept_at = loop {
+                    let candidate = path.with_extension(format!("json.corrupt-{n}"));
+                    if !candidate.exists() {
+                        break candidate;
+                    }
+                    n += 1;
+                };
+                fs::rename(&path, &kept_at)
+                    .map_err(io_err(format!("moving aside {}", path.display())))?;
+                tracing::warn!(
+                    "corrupt job record {} kept at {}",
+                    path.display(),
+                    kept_at.display()
+                );
+                Err(StoreError::Corrupt {
+                    path,
+                    kept_at,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    fn write_record(&self, record: &JobRecord) -> Result<(), StoreError> {
+        let path = self.job_path(&record.id);
+        let dir = self.dir.join("jobs");
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+            .map_err(io_err(format!("creating a temp file in {}", dir.display())))?;
+        let json = serde_json::to_vec_pretty(record)
+            .map_err(|e| io_err("serialising a job record")(std::io::Error::other(e)))?;
+        tmp.write_all(&json)
+            .map_err(io_err("writing a job record"))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(io_err("syncing a job record"))?;
+        tmp.persist(&path)
+            .map_err(|e| io_err(format!("replacing {}", path.display()))(e.error))?;
+        Ok(())
+    }
+}
+
+/// Marks a queued/running job whose worker is gone as failed. Returns whether it changed.
+fn reconcile_one(record: &mut JobRecord) -> bool {
+    if record.status.is_finished() {
+        return false;
+    }
+    let Some(pid) = record.pid else { return false };
+    if worker_alive(pid, record.pid_start_time) {
+        return false;
+    }
+    let _ = record.fail("worker exited before the job finished");
+    record.pid = None;
+    record.updated_at_ms = now_ms();
+    true
+}
+
+/// Whether process `pid` is alive and (when known) still the same process.
+pub fn worker_alive(pid: u32, start_time: Option<u64>) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => {}
+        Err(_) => return false,
+    }
+    // a zombie is dead for our purposes
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+            return false;
+        }
+        if let (Some(expected), Some(actual)) = (start_time, fields.get(19)) {
+            return actual.parse::<u64>().ok() == Some(expected);
+        }
+    }
+    true
+}
+
+/// The start time of process `pid` in clock ticks since boot (Linux), to tell a reused pid.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The root of all job stores: `$CODEX_BRIDGE_STATE_DIR`, else `<platform state dir>/codex-bridge`.
+pub fn state_root() -> Result<PathBuf, StoreError> {
+    if let Some(dir) = std::env::var_os(STATE_DIR_ENV).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    dirs::state_dir()
+        .or_else(dirs::data_local_dir)
+        .map(|d| d.join("codex-bridge"))
+        .ok_or(StoreError::NoStateDir)
+}
+
+/// The workspace a directory belongs to: the nearest ancestor holding `.git` (a repository or
+/// worktree), else the directory itself; canonicalised.
+pub fn workspace_root(cwd: &Path) -> PathBuf {
+    let canon = cwd.canonicalize().unwrap_or_else(|_| cwd.to_owned());
+    canon
+        .ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .unwrap_or(&canon)
+        .to_owned()
+}
+
+/// A stable, readable directory name for a workspace root: `<basename>-<16 hex of FNV-1a>`.
+pub fn workspace_key(root: &Path) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in root.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let base: String = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("{base}-{hash:016x}")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}
+
+fn new_job_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_nanos() as u64;
+    let mut x = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // xorshift to spread the bits
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    format!("job-{:011x}-{:06x}", now_ms(), x & 0xff_ffff)
+}
+
+fn title_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    let mut title: String = redact(line).chars().take(120).collect();
+    if title.is_empty() {
+        title = "(no title)".into();
+    }
+    title
+}
+
+/// Replaces secrets in `text`: OpenAI-style keys (`sk-…`), `Bearer <token>` credentials and
+/// `api_key=`/`token=` assignments become `[REDACTED]`.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        if let Some(skip) = secret_at(rest) {
+            out.push_str(&rest[..skip.keep]);
+            out.push_str("[REDACTED]");
+            rest = &rest[skip.keep + skip.secret..];
+            continue;
+        }
+        let ch = rest.chars().next().unwrap_or(' ');
+        out.push(ch);
+        rest = &rest[ch.len_utf8()..];
+    }
+    out
+}
+
+struct Secret {
+    keep: usize,
+    secret: usize,
+}
+
+fn token_len(s: &str) -> usize {
+    s.bytes()
+        .take_while(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=')
+        })
+        .count()
+}
+
+fn secret_at(s: &str) -> Option<Secret> {
+    let lower_prefix = |p: &str| {
+        s.len() >= p.len() && s.is_char_boundary(p.len()) && s[..p.len()].eq_ignore_ascii_case(p)
+    };
+    if s.starts_with("sk-") {
+        let n = token_len(&s[3..]);
+        if n >= 8 {
+            return Some(Secret {
+                keep: 0,
+                secret: 3 + n,
+            });
+        }
+    }
+    for prefix in [
+        "bearer ",
+        "api_key=",
+        "apikey=",
+        "api-key=",
+        "token=",
+        "\"apikey\":\"",
+        "\"api_key\":\"",
+    ] {
+        if lower_prefix(prefix) {
+            let n = token_len(&s[prefix.len()..]);
+            if n >= 4 {
+                return Some(Secret {
+                    keep: prefix.len(),
+                    secret: n,
+                });
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, tempfile::TempDir, JobStore) {
+        let state = tempfile::tempdir().unwrap();
+        let ws = tempfile::tempdir().unwrap();
+        let s = JobStore::open(state.path(), ws.path()).unwrap();
+        (state, ws, s)
+    }
+
+    #[test]
+    fn lifecycle_and_prefixes() {
+        let (_s, _w, store) = store();
+        let job = store
+            .create(NewJob::new(JobKind::Task, "fix it\nmore", true))
+            .unwrap();
+        assert_eq!(job.title, "fix it");
+        assert_eq!(job.status, JobStatus::Queued);
+        let claimed = store.claim(&job.id, BackendKind::AppServer).unwrap();
+        assert_eq!(claimed.status, JobStatus::Running);
+        assert_eq!(claimed.pid, Some(std::process::id()));
+        let prefix = &job.id[..job.id.len() - 2];
+        assert_eq!(store.get(prefix).unwrap().id, job.id);
+        let done = store
+            .update(&job.id, |r| {
+                r.thread_id = Some("t-1".into());
+                r.set_status(JobStatus::Completed)
+            })
+            .unwrap();
+        assert!(done.finished_at_ms.is_some());
+        let err = store
+            .update(&job.id, |r| r.set_status(JobStatus::Running))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Transition { .. }));
+        assert_eq!(store.latest_task_thread().unwrap().unwrap().as_str(), "t-1");
+        assert!(matches!(
+            store.get("nope"),
+            Err(StoreError::NotFound { .. })
+        ));
+        store
+            .create(NewJob::new(JobKind::Review, "r", false))
+            .unwrap();
+        assert!(matches!(
+            store.get("job-"),
+            Err(StoreError::Ambiguous { .. })
+        ));
+        assert!(matches!(
+            store.get("../x"),
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn dead_worker_is_reconciled() {
+        let (_s, _w, store) = store();
+        let job = store
+            .create(NewJob::new(JobKind::Task, "t", false))
+            .unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        store
+            .update(&job.id, |r| {
+                r.set_status(JobStatus::Running)?;
+                r.pid = Some(pid);
+                Ok(())
+            })
+            .unwrap();
+        let got = store.get(&job.id).unwrap();
+        assert_eq!(got.status, JobStatus::Failed);
+        assert!(got.error.unwrap().contains("worker exited"));
+    }
+
+    #[test]
+    fn corrupt_records_are_kept_aside() {
+        let (_s, _w, store) = store();
+        let job = store
+            .create(NewJob::new(JobKind::Task, "t", false))
+            .unwrap();
+        fs::write(store.job_path(&job.id), b"{not json").unwrap();
+        let report = store.list().unwrap();
+        assert!(report.jobs.is_empty());
+        assert_eq!(report.corrupt.len(), 1);
+        let StoreError::Corrupt { kept_at, .. } = &report.corrupt[0] else {
+            panic!()
+        };
+        assert_eq!(fs::read(kept_at).unwrap(), b"{not json");
+    }
+
+    #[test]
+    fn prune_keeps_newest_finished() {
+        let (_s, _w, store) = store();
+        let store = store.keep_finished(2);
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            let j = store
+                .create(NewJob::new(JobKind::Task, format!("t{i}"), false))
+                .unwrap();
+            store
+                .update(&j.id, |r| r.set_status(JobStatus::Completed))
+                .unwrap();
+            ids.push(j.id);
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        let running = store
+            .create(NewJob::new(JobKind::Task, "live", false))
+            .unwrap();
+        let left: Vec<String> = store
+            .list()
+            .unwrap()
+            .jobs
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(left.contains(&running.id) && left.contains(&ids[3]) && left.contains(&ids[2]));
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let (_s, _w, store) = store();
+        let job = store
+            .create(NewJob::new(
+                JobKind::Task,
+                "use sk-abcdefghijklmnop now",
+                false,
+            ))
+            .unwrap();
+        assert_eq!(job.title, "use [REDACTED] now");
+        store
+            .append_log(&job.id, "Authorization: Bearer tok_123456789")
+            .unwrap();
+        let log = fs::read_to_string(store.log_path(&job.id)).unwrap();
+        assert_eq!(log, "Authorization: Bearer [REDACTED]\n");
+        assert_eq!(redact("api_key=abcd1234 ok"), "api_key=[REDACTED] ok");
+        assert_eq!(redact("sk-short"), "sk-short");
+        assert_eq!(redact("héllo wörld"), "héllo wörld");
+    }
+
+    #[test]
+    fn workspace_key_uses_git_top_level() {
+        let ws = tempfile::tempdir().unwrap();
+        fs::create_dir_all(ws.path().join(".git")).unwrap();
+        fs::create_dir_all(ws.path().join("a/b")).unwrap();
+        assert_eq!(
+            workspace_root(&ws.path().join("a/b")),
+            ws.path().canonicalize().unwrap()
+        );
+        let k = workspace_key(Path::new("/x/my repo"));
+        assert!(
+            k.starts_with("my_repo-") && k.len() == "my_repo-".len() + 16,
+            "{k}"
+        );
+    }
+
+    #[test]
+    fn concurrent_writers_lose_nothing() {
+        let (_s, _w, store) = store();
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10 {
+                        let j = store
+                            .create(NewJob::new(JobKind::Task, format!("{t}-{i}"), false))
+                            .unwrap();
+                        store
+                            .update(&j.id, |r| {
+                                r.summary = Some(format!("s{t}-{i}"));
+                                Ok(())
+                            })
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let jobs = store.list().unwrap().jobs;
+        assert_eq!(jobs.len(), 80);
+        assert!(jobs.iter().all(|j| j.summary.is_some()));
+    }
+}
