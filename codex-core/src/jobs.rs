@@ -840,8 +840,8 @@ fn secret_at(s: &str) -> Option<Secret> {
     let lower_prefix = |p: &str| {
         s.len() >= p.len() && s.is_char_boundary(p.len()) && s[..p.len()].eq_ignore_ascii_case(p)
     };
-    if s.starts_with("sk-") {
-        let n = token_len(&s[3..]);
+    if let Some(tail) = s.strip_prefix("sk-") {
+        let n = token_len(tail);
         if n >= 8 {
             return Some(Secret {
                 keep: 0,
