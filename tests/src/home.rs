@@ -141,7 +141,10 @@ impl CodexHome {
             "approval_policy = {}\n",
             toml_str(&self.approval_policy)
         ));
-        out.push_str(&format!("sandbox_mode = {}\n", toml_str(&self.sandbox_mode)));
+        out.push_str(&format!(
+            "sandbox_mode = {}\n",
+            toml_str(&self.sandbox_mode)
+        ));
         for line in &self.top_level {
             out.push_str(line);
             out.push('\n');

@@ -466,7 +466,10 @@ fn item_done(item: Value) -> Value {
 
 /// Formats one event as an SSE block (`event: TYPE\ndata: JSON\n\n`).
 pub fn sse_block(event: &Value) -> String {
-    let kind = event.get("type").and_then(Value::as_str).unwrap_or("message");
+    let kind = event
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("message");
     format!("event: {kind}\ndata: {event}\n\n")
 }
 
@@ -709,9 +712,8 @@ impl MockModel {
     /// # Panics
     /// If the port cannot be bound or the server thread cannot be started.
     pub fn start_blocking() -> MockModel {
-        let listener =
-            std::net::TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
-                .expect("mock model: bind 127.0.0.1:0");
+        let listener = std::net::TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+            .expect("mock model: bind 127.0.0.1:0");
         listener
             .set_nonblocking(true)
             .expect("mock model: set_nonblocking");
@@ -922,7 +924,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
 
     if !recorded.is_responses() {
         recorded.status = 404;
-        let message = format!("mock model: no route for {} {}", recorded.method, recorded.path);
+        let message = format!(
+            "mock model: no route for {} {}",
+            recorded.method, recorded.path
+        );
         shared.record(recorded);
         return error_response(StatusCode::NOT_FOUND, &message);
     }

@@ -13,10 +13,7 @@ pub const PINNED_CODEX_VERSION: &str = "0.169.0";
 /// The workspace root (the parent of this crate's folder).
 pub fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or(manifest)
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
 /// The cargo target folder: `CARGO_TARGET_DIR` if set (relative values are taken from the

@@ -22,7 +22,11 @@ pub fn processes_with_env(key: &str, value: &str) -> Vec<u32> {
         .filter(|pid| *pid != own)
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|environ| environ.split(|b| *b == 0).any(|var| var == wanted.as_slice()))
+                .map(|environ| {
+                    environ
+                        .split(|b| *b == 0)
+                        .any(|var| var == wanted.as_slice())
+                })
                 .unwrap_or(false)
         })
         .collect();

@@ -99,7 +99,10 @@ async fn run_exec(home: &CodexHome, ws: &TempWorkspace, args: &[&str], prompt: &
     }
     let mut child = exec_command(home, ws, &args).spawn().expect("spawn codex");
     let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(prompt.as_bytes()).await.expect("write the prompt");
+    stdin
+        .write_all(prompt.as_bytes())
+        .await
+        .expect("write the prompt");
     drop(stdin);
     let output = tokio::time::timeout(TURN_TIMEOUT, child.wait_with_output())
         .await
@@ -321,7 +324,10 @@ async fn response_failed_fails_the_turn() {
 #[tokio::test]
 async fn reasoning_reply_gives_a_reasoning_item() {
     let mock = MockModel::start().await;
-    mock.push(Reply::reasoning("Thinking about greetings", "Hello after thinking"));
+    mock.push(Reply::reasoning(
+        "Thinking about greetings",
+        "Hello after thinking",
+    ));
     let home = CodexHome::new(&mock);
     let ws = TempWorkspace::new();
 
@@ -414,7 +420,10 @@ async fn output_schema_reaches_the_request() {
     exec.save_fixture("output_schema");
 
     assert_turn_completed(&exec);
-    let format = mock.requests()[0].text_format().cloned().expect("text.format");
+    let format = mock.requests()[0]
+        .text_format()
+        .cloned()
+        .expect("text.format");
     assert_eq!(format["type"], "json_schema");
     assert_eq!(format["schema"], schema);
 }
@@ -493,7 +502,11 @@ async fn mock_answers_404_and_400_and_records_them() {
     assert!(addr.ip().is_loopback());
     assert!(base.starts_with("http://127.0.0.1:"));
 
-    let get = raw_http(addr, "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let get = raw_http(
+        addr,
+        "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(get.starts_with("HTTP/1.1 404"), "{get}");
     let bad = "not json";
     let post = raw_http(
@@ -603,4 +616,62 @@ fn non_git_workspace_needs_skip_git_repo_check() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[tokio::test]
+async fn killing_the_codex_group_also_ends_the_running_command() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::exec_command("call-s", "sleep 123"));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let home_path = home.path().to_string_lossy().into_owned();
+
+    let mut command = exec_command(&home, &ws, &["-"]);
+    command.process_group(0);
+    let mut child = command.spawn().expect("spawn codex");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"sleep a while").await.unwrap();
+    drop(stdin);
+
+    // The command runs under a PTY in a session of its own, and inherits CODEX_HOME.
+    let deadline = tokio::time::Instant::now() + TURN_TIMEOUT;
+    let sleeper = loop {
+        let found = processes_with_env("CODEX_HOME", &home_path)
+            .into_iter()
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "sleep")
+            });
+        if let Some(pid) = found {
+            break pid;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap();
+    let pgrp: u32 = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().nth(2))
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert_ne!(
+        Some(pgrp),
+        child.id(),
+        "the command has a process group of its own"
+    );
+
+    let pgid = child.id().expect("pid");
+    std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status()
+        .expect("run kill");
+    let _ = child.wait().await;
+    // Closing codex's PTY hangs the command's session up.
+    wait_until_gone_async("CODEX_HOME", &home_path, Duration::from_secs(10))
+        .await
+        .expect("no process of the turn survives");
 }
