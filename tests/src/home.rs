@@ -24,7 +24,7 @@ use crate::pinned::{pinned_codex, target_dir};
 
 /// Variables a test should remove from the environment it passes on to codex, so that the
 /// developer's own settings cannot leak in (credentials, other homes, base URLs, sandbox
-/// markers).
+/// markers, and `RUST_BACKTRACE`/`RUST_LOG`, which add backtraces and logs to codex's stderr).
 pub const ENV_TO_REMOVE: &[&str] = &[
     "OPENAI_API_KEY",
     "CODEX_API_KEY",
@@ -34,6 +34,8 @@ pub const ENV_TO_REMOVE: &[&str] = &[
     "CODEX_SANDBOX",
     "CODEX_SANDBOX_NETWORK_DISABLED",
     "CODEX_EXEC_SERVER_URL",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
 ];
 
 fn fresh_dir(kind: &str) -> TempDir {
