@@ -163,6 +163,11 @@ impl CancelHandle {
     pub fn is_cancelled(&self) -> bool {
         self.0.is_cancelled()
     }
+
+    /// Resolves once cancellation was requested (or the run was dropped).
+    pub async fn cancelled(&self) {
+        self.0.cancelled().await;
+    }
 }
 
 /// A running turn: its events, in order, then its outcome.
@@ -303,6 +308,20 @@ impl RunSink {
     /// Whether the caller cancelled (or dropped) the run.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// A handle on this run's cancellation, for waiting on it while the sink is borrowed
+    /// (e.g. in a `select!` next to [`RunSink::emit`]).
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle(self.cancel.clone())
+    }
+
+    /// Sets the outcome's final message when no agent message was emitted (for backends
+    /// that can read the last message from elsewhere, such as `codex exec -o FILE`).
+    pub fn final_message_fallback(&mut self, text: impl Into<String>) {
+        if self.acc.final_message.is_none() {
+            self.acc.final_message = Some(text.into());
+        }
     }
 
     /// The thread id seen so far.
