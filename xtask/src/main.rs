@@ -1,2 +1,267 @@
-//! codex-bridge automation.
-fn main() {}
+//! codex-bridge automation, run as `cargo xtask <command>`:
+//!
+//! - `codex [--version V]`: install `@openai/codex@V` (default: the pinned version) under
+//!   `.tools/codex-V/` with npm when it is missing, check `--version`, print the path;
+//! - `test`: install the pinned codex, then `cargo fmt --check`, `cargo clippy -D warnings`
+//!   and the whole test suite (cargo-nextest when available, else `cargo test`) with
+//!   `CODEX_BIN` pointing at the pinned codex;
+//! - `demo`: one offline turn of the real codex (the `codex-bridge-demo` binary);
+//! - `fixtures`: re-record `tests/fixtures/exec/*.jsonl` from the real codex.
+//!
+//! xtask depends on none of the project's library crates, so it builds even when they do not.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// The codex CLI version the project is pinned to; keep in step with
+/// `tests/src/pinned.rs` (a unit test below checks it).
+const PINNED_CODEX_VERSION: &str = "0.169.0";
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "codex-bridge automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install @openai/codex@VERSION under .tools/ if missing, and print the binary's path.
+    Codex {
+        /// The codex version to install.
+        #[arg(long, default_value = PINNED_CODEX_VERSION)]
+        version: String,
+    },
+    /// fmt check, clippy, and the whole test suite against the pinned codex.
+    Test,
+    /// Run one offline turn of the real codex against the mock model.
+    Demo,
+    /// Re-record tests/fixtures/exec/*.jsonl from the real pinned codex.
+    Fixtures,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Task::Codex { version } => {
+            let path = ensure_codex(&version)?;
+            println!("{}", path.display());
+            Ok(())
+        }
+        Task::Test => test(),
+        Task::Demo => demo(),
+        Task::Fixtures => fixtures(),
+    }
+}
+
+/// The workspace root: the parent of xtask's own folder.
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+/// `.tools/codex-VERSION`, the npm prefix of one codex version.
+fn codex_prefix(version: &str) -> PathBuf {
+    workspace_root()
+        .join(".tools")
+        .join(format!("codex-{version}"))
+}
+
+/// The launcher npm installs for one codex version.
+fn codex_bin(version: &str) -> PathBuf {
+    codex_prefix(version)
+        .join("node_modules")
+        .join(".bin")
+        .join("codex")
+}
+
+/// The cargo that runs us (so the same toolchain is used throughout).
+fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace_root());
+    command
+}
+
+/// Runs a command to completion, echoing it first; fails on a non-zero exit.
+fn run(command: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {}", describe(command));
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {}", describe(command)))?;
+    if !status.success() {
+        bail!("{} failed: {status}", describe(command));
+    }
+    Ok(())
+}
+
+fn describe(command: &Command) -> String {
+    let mut out = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        out.push(' ');
+        out.push_str(&arg.to_string_lossy());
+    }
+    out
+}
+
+/// Installs codex `version` with npm unless it is there, then checks `codex --version`.
+fn ensure_codex(version: &str) -> Result<PathBuf> {
+    let bin = codex_bin(version);
+    if !bin.exists() {
+        let prefix = codex_prefix(version);
+        std::fs::create_dir_all(&prefix)
+            .with_context(|| format!("cannot create {}", prefix.display()))?;
+        run(Command::new("npm")
+            .arg("install")
+            .arg("--prefix")
+            .arg(&prefix)
+            .args(["--no-audit", "--no-fund"])
+            .arg(format!("@openai/codex@{version}"))
+            .current_dir(workspace_root()))
+        .context("installing codex with npm (is Node.js/npm installed?)")?;
+        if !bin.exists() {
+            bail!("npm finished but {} does not exist", bin.display());
+        }
+    }
+    let output = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run {} --version", bin.display()))?;
+    let printed = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let expected = format!("codex-cli {version}");
+    if !output.status.success() || printed != expected {
+        bail!(
+            "{} --version printed {printed:?} ({}), expected {expected:?}; stderr: {}",
+            bin.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(bin)
+}
+
+/// Whether `cargo nextest` is installed.
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn test() -> Result<()> {
+    let codex = ensure_codex(PINNED_CODEX_VERSION)?;
+    let mut failures = Vec::new();
+    let mut step = |name: &str, command: &mut Command| {
+        if let Err(e) = run(command) {
+            eprintln!("xtask: {name} FAILED: {e:#}");
+            failures.push(name.to_owned());
+        }
+    };
+    step("fmt", cargo().args(["fmt", "--all", "--", "--check"]));
+    step(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    );
+    if has_nextest() {
+        // Doc tests first, so that the suite's own summary closes the output.
+        step(
+            "doc tests",
+            cargo()
+                .args(["test", "--doc", "--workspace"])
+                .env("CODEX_BIN", &codex),
+        );
+        step(
+            "tests",
+            cargo()
+                .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+                .env("CODEX_BIN", &codex),
+        );
+    } else {
+        eprintln!("xtask: cargo-nextest not found, using cargo test");
+        step(
+            "tests",
+            cargo()
+                .args(["test", "--workspace", "--no-fail-fast"])
+                .env("CODEX_BIN", &codex),
+        );
+    }
+    if failures.is_empty() {
+        eprintln!("xtask: all checks passed");
+        Ok(())
+    } else {
+        bail!("failed: {}", failures.join(", "))
+    }
+}
+
+fn demo() -> Result<()> {
+    let codex = ensure_codex(PINNED_CODEX_VERSION)?;
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "codex-bridge-tests",
+            "--bin",
+            "codex-bridge-demo",
+        ])
+        .env("CODEX_BIN", &codex))
+}
+
+fn fixtures() -> Result<()> {
+    let codex = ensure_codex(PINNED_CODEX_VERSION)?;
+    run(cargo()
+        .args(["test", "-p", "codex-bridge-tests", "--test", "harness"])
+        .env("CODEX_BIN", &codex)
+        .env("CODEX_BRIDGE_WRITE_FIXTURES", "1"))?;
+    eprintln!(
+        "xtask: fixtures written to {}",
+        workspace_root().join("tests/fixtures/exec").display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_version_matches_the_test_crate() {
+        let pinned = std::fs::read_to_string(workspace_root().join("tests/src/pinned.rs"))
+            .expect("read tests/src/pinned.rs");
+        assert!(
+            pinned.contains(&format!(
+                "pub const PINNED_CODEX_VERSION: &str = \"{PINNED_CODEX_VERSION}\";"
+            )),
+            "xtask and tests/src/pinned.rs disagree on the pinned codex version"
+        );
+    }
+
+    #[test]
+    fn paths_are_under_the_workspace_tools_folder() {
+        let bin = codex_bin("1.2.3");
+        assert!(bin.ends_with(".tools/codex-1.2.3/node_modules/.bin/codex"));
+        assert!(bin.starts_with(workspace_root()));
+        assert!(workspace_root().join("Cargo.toml").exists());
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["cargo xtask", "codex", "--version", "0.160.0"]).unwrap();
+        assert!(matches!(cli.command, Task::Codex { version } if version == "0.160.0"));
+    }
+}
