@@ -1,1 +1,71 @@
-//! codex-bridge backend over one-shot `codex exec --json` processes.
+//! # codex-cli-backend
+//!
+//! The codex-bridge backend over one-shot `codex exec --json` processes: every turn is one
+//! codex process, its prompt on stdin, its events read from stdout as JSON lines.
+//!
+//! - [`CliBackend`] implements [`codex_core::Backend`]: [`start`](codex_core::Backend::start)
+//!   runs `codex exec`, [`resume`](codex_core::Backend::resume) runs
+//!   `codex exec resume ID` (same thread id; codex re-sends the thread's history itself).
+//!   Build it with [`CliBackend::builder`] or [`CliBackend::discover`].
+//! - [`build_args`] turns a [`codex_core::TaskSpec`] into the command line, deciding each flag
+//!   from the probed [`codex_core::Capabilities`] (see the table in [`args`]).
+//! - [`decode_line`] and [`JsonlFraming`] turn codex's output into [`codex_core::Event`]s
+//!   without ever failing on bad input.
+//! - [`Error`] is this crate's error; it reaches callers as
+//!   [`codex_core::Error::Backend`] and [`Error::from_core`] gets it back.
+//!
+//! ## How a run ends
+//!
+//! | what happened                                     | outcome                                   |
+//! |---------------------------------------------------|-------------------------------------------|
+//! | `turn.completed`                                  | `Ok(TurnOutcome)`                         |
+//! | `turn.failed{error{message}}`                     | [`codex_core::Error::TurnFailed`]         |
+//! | codex exited without either                       | [`codex_core::Error::ProcessExited`] (exit code, stderr tail) |
+//! | the timeout ([`TaskSpec::timeout`](codex_core::TaskSpec::timeout) or the backend default) fired | [`codex_core::Error::Timeout`] |
+//! | [`Run::cancel`](codex_core::Run::cancel), a [`CancelHandle`](codex_core::CancelHandle), or dropping the run | [`codex_core::Error::Cancelled`] |
+//!
+//! On timeout and cancellation the whole process group is killed (codex, its Node.js
+//! launcher, and every command it started), and the run's temporary directory (output
+//! schema, last-message file) is removed. `error` events (`Reconnecting... 1/5`) are not
+//! terminal: codex may still succeed.
+//!
+//! ## Facts about the real codex (verified with 0.169.0 on Linux)
+//!
+//! - `codex exec` of 0.169.0 has no `--full-auto` (it is rejected as an unknown flag; older
+//!   CLIs had it) and no `-a/--ask-for-approval`: the FullAuto preset becomes
+//!   `--sandbox workspace-write -c approval_policy="on-request"`. `codex exec` forces
+//!   approvals to "never" anyway: escalations are refused without an item.
+//! - `codex exec resume` of 0.169.0 accepts none of `--sandbox`, `-C/--cd`, `--add-dir`: the
+//!   sandbox goes as `-c sandbox_mode="..."`, the working directory is the process's current
+//!   directory and extra writable directories go as
+//!   `-c sandbox_workspace_write.writable_roots=[...]`. It does accept `-m`, `-i`,
+//!   `--output-schema`, `-o`, `--ephemeral`, `--skip-git-repo-check` and `--json`.
+//! - `-i/--image` takes several values: a positional after it would be read as an image, so
+//!   the arguments end with `-- [THREAD_ID] -`.
+//! - The prompt `-` makes codex read it from stdin (a prompt given in argv plus piped stdin
+//!   would append stdin as a `<stdin>` block).
+//! - `-c key=value` values are parsed as TOML (a value that does not parse is taken as a raw
+//!   string), so strings are always quoted here.
+//! - `codex exec --json` sends no text deltas; items arrive whole on `item.completed`
+//!   (`item.started` for commands, `item.updated` for to-do lists). Exit codes: 0 success; 1
+//!   failed turn, bad config, unknown resume id, a cwd outside git without
+//!   `--skip-git-repo-check`; 2 usage error.
+//! - With an unreachable provider `codex exec` retries forever: always set a timeout.
+//! - `codex login status` reports on stored credentials only (an API key in the environment
+//!   does not count); `codex login --with-api-key` reads the key from stdin.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
+)]
+
+pub mod args;
+mod backend;
+pub mod decode;
+mod error;
+
+pub use args::{ArgFiles, Mode, build_args, toml_value};
+pub use backend::{CliBackend, CliBackendBuilder};
+pub use decode::{
+    DEFAULT_MAX_LINE_BYTES, Frame, JsonlFraming, UNDECODABLE_TEXT_LIMIT, decode_line,
+};
+pub use error::{Command, Error, Result};

@@ -1,0 +1,637 @@
+//! [`CliBackend`]: runs each turn as one `codex exec --json` process.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use codex_core::backend::DEFAULT_EVENT_CAPACITY;
+use codex_core::process::{CodexProcess, Stdio};
+use codex_core::{
+    AuthMode, Backend, BackendKind, CancelHandle, CodexBinary, Run, RunSink, ServiceTier, TaskSpec,
+    ThreadId,
+};
+use futures::StreamExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::process::ChildStdin;
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+
+use crate::args::{ArgFiles, Mode, build_args};
+use crate::decode::{DEFAULT_MAX_LINE_BYTES, JsonlFraming};
+use crate::error::Error;
+
+/// How long to keep reading after codex exited while something else still holds its stdout.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// How long to wait for a killed process group to be reaped.
+const REAP_LIMIT: Duration = Duration::from_secs(5);
+/// How long `codex login --with-api-key` may take.
+const LOGIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// The name of the output-schema file in a run's temp directory.
+const SCHEMA_FILE: &str = "output-schema.json";
+/// The name of the last-message file in a run's temp directory.
+const LAST_MESSAGE_FILE: &str = "last-message.txt";
+
+/// Runs codex turns as one-shot `codex exec --json` processes.
+///
+/// Every turn is a fresh process (`codex exec` for [`Backend::start`], `codex exec resume
+/// ID` for [`Backend::resume`]; codex re-reads the thread's history from `CODEX_HOME`). The
+/// process runs in its own process group; timeout, cancellation and dropping the [`Run`] kill
+/// the whole group, so no codex and no command it started outlives the run.
+///
+/// Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo() -> codex_core::Result<()> {
+/// use codex_cli_backend::CliBackend;
+/// use codex_core::{Backend, Preset, TaskSpec};
+/// let backend = CliBackend::discover().await?;
+/// let outcome = backend
+///     .run(TaskSpec::new("add a README").cwd("/work/repo").preset(Preset::FullAuto))
+///     .await?;
+/// println!("{}", outcome.final_message.unwrap_or_default());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CliBackend {
+    inner: Arc<Settings>,
+}
+
+#[derive(Debug)]
+struct Settings {
+    binary: CodexBinary,
+    env: Vec<(String, String)>,
+    env_remove: Vec<String>,
+    event_capacity: usize,
+    default_timeout: Option<Duration>,
+    max_line_bytes: usize,
+    temp_dir: Option<PathBuf>,
+}
+
+/// Builds a [`CliBackend`]; start with [`CliBackend::builder`].
+#[derive(Debug, Clone)]
+pub struct CliBackendBuilder {
+    binary: Option<CodexBinary>,
+    env: Vec<(String, String)>,
+    env_remove: Vec<String>,
+    event_capacity: usize,
+    default_timeout: Option<Duration>,
+    max_line_bytes: usize,
+    temp_dir: Option<PathBuf>,
+}
+
+impl Default for CliBackendBuilder {
+    fn default() -> Self {
+        CliBackendBuilder {
+            binary: None,
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+            default_timeout: None,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            temp_dir: None,
+        }
+    }
+}
+
+impl CliBackendBuilder {
+    /// The codex to run (required): [`CodexBinary::discover`] or [`CodexBinary::probe`].
+    pub fn binary(mut self, binary: CodexBinary) -> Self {
+        self.binary = Some(binary);
+        self
+    }
+
+    /// Sets an environment variable for every codex process (e.g. `CODEX_HOME`). Also used
+    /// by [`CliBackend::auth_mode`]. A task's own [`TaskSpec::env`] wins over these.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets several environment variables.
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Removes an inherited environment variable from every codex process (e.g.
+    /// `OPENAI_API_KEY`).
+    pub fn env_remove(mut self, key: impl Into<String>) -> Self {
+        self.env_remove.push(key.into());
+        self
+    }
+
+    /// The capacity of each run's event queue (default
+    /// [`DEFAULT_EVENT_CAPACITY`]). A full queue slows codex's output down; nothing is lost.
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// The timeout of tasks that set none ([`TaskSpec::timeout`] wins). Default: none. Note
+    /// that `codex exec` retries forever when the model provider is unreachable.
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// The longest line of codex output accepted (default 16 MiB); longer lines become an
+    /// [`codex_core::Event::Undecodable`] and are skipped without being buffered.
+    pub fn max_line_bytes(mut self, bytes: usize) -> Self {
+        self.max_line_bytes = bytes.max(1);
+        self
+    }
+
+    /// Where each run's temporary directory (output schema, last message) is created.
+    /// Default: the system temp dir. The directory is removed when the run ends, however it
+    /// ends.
+    pub fn temp_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.temp_dir = Some(dir.into());
+        self
+    }
+
+    /// Builds the backend.
+    ///
+    /// # Errors
+    /// [`Error::NoBinary`] (as a [`codex_core::Error::Backend`]) when no binary was given.
+    pub fn build(self) -> codex_core::Result<CliBackend> {
+        let binary = self.binary.ok_or(Error::NoBinary)?;
+        Ok(CliBackend {
+            inner: Arc::new(Settings {
+                binary,
+                env: self.env,
+                env_remove: self.env_remove,
+                event_capacity: self.event_capacity,
+                default_timeout: self.default_timeout,
+                max_line_bytes: self.max_line_bytes,
+                temp_dir: self.temp_dir,
+            }),
+        })
+    }
+}
+
+impl CliBackend {
+    /// A builder.
+    pub fn builder() -> CliBackendBuilder {
+        CliBackendBuilder::default()
+    }
+
+    /// A backend with default settings for `binary`.
+    pub fn new(binary: CodexBinary) -> Self {
+        CliBackend {
+            inner: Arc::new(Settings {
+                binary,
+                env: Vec::new(),
+                env_remove: Vec::new(),
+                event_capacity: DEFAULT_EVENT_CAPACITY,
+                default_timeout: None,
+                max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+                temp_dir: None,
+            }),
+        }
+    }
+
+    /// Finds codex (`$CODEX_BIN`, else `codex` on `PATH`), probes it and builds a backend
+    /// with default settings.
+    ///
+    /// # Errors
+    /// [`codex_core::Error::NotFound`] (whose message says `npm install -g @openai/codex`),
+    /// or a probe error.
+    pub async fn discover() -> codex_core::Result<Self> {
+        Ok(CliBackend::new(CodexBinary::discover().await?))
+    }
+
+    /// Probes the codex at `path` and builds a backend with default settings.
+    ///
+    /// # Errors
+    /// [`codex_core::Error::NotFound`] when there is no such program, or a probe error.
+    pub async fn from_path(path: impl Into<PathBuf>) -> codex_core::Result<Self> {
+        Ok(CliBackend::new(CodexBinary::probe(path).await?))
+    }
+
+    /// The codex this backend runs.
+    pub fn binary(&self) -> &CodexBinary {
+        &self.inner.binary
+    }
+
+    /// The arguments a run of `spec` in `mode` would get (with `files` as its temp files),
+    /// for logs and dry runs.
+    ///
+    /// # Errors
+    /// As [`build_args`].
+    pub fn args_for(
+        &self,
+        spec: &TaskSpec,
+        mode: &Mode,
+        files: &ArgFiles,
+    ) -> Result<Vec<OsString>, Error> {
+        build_args(self.inner.binary.capabilities(), spec, mode, files)
+    }
+
+    /// How codex is signed in, from `codex login status` run with this backend's
+    /// environment. An API key that is only in the environment does not count.
+    ///
+    /// # Errors
+    /// When codex cannot be run or prints something unrecognised.
+    pub async fn auth_mode(&self) -> codex_core::Result<AuthMode> {
+        self.auth_mode_with(&Default::default()).await
+    }
+
+    async fn auth_mode_with(
+        &self,
+        extra: &std::collections::BTreeMap<String, String>,
+    ) -> codex_core::Result<AuthMode> {
+        let mut env = self.inner.env.clone();
+        env.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.inner.binary.auth_mode(&env).await
+    }
+
+    /// Stores an OpenAI API key for codex: runs `codex login --with-api-key` with the key on
+    /// stdin (never on the command line, where other users could read it).
+    ///
+    /// # Errors
+    /// [`codex_core::Error::InvalidSpec`] for an empty or multi-line key;
+    /// [`codex_core::Error::ProcessExited`] (with codex's stderr) when codex refuses it.
+    pub async fn login_with_api_key(&self, key: &str) -> codex_core::Result<()> {
+        let key = key.trim();
+        if key.is_empty() || key.contains(['\n', '\r']) {
+            return Err(codex_core::Error::InvalidSpec {
+                field: "api_key",
+                reason: "the API key must be one non-empty line".into(),
+            });
+        }
+        let mut cmd = self
+            .inner
+            .binary
+            .command(["login", "--with-api-key"])
+            .stdin(Stdio::Piped);
+        cmd = self.apply_env(cmd, &Default::default());
+        let mut proc = cmd.spawn()?;
+        let stdin = proc.take_stdin();
+        let mut stdout = proc.take_stdout();
+        let feed = async {
+            if let Some(mut stdin) = stdin {
+                let mut line = key.as_bytes().to_vec();
+                line.push(b'\n');
+                if let Err(e) = stdin.write_all(&line).await {
+                    tracing::debug!("writing the API key to codex login: {e}");
+                }
+                let _ = stdin.shutdown().await;
+            }
+        };
+        let drain = async {
+            let mut sink = Vec::new();
+            if let Some(out) = stdout.as_mut() {
+                let _ = out.read_to_end(&mut sink).await;
+            }
+        };
+        let finished = tokio::time::timeout(LOGIN_LIMIT, async {
+            tokio::join!(feed, drain);
+            proc.wait().await
+        })
+        .await;
+        match finished {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(_)) => Err(proc
+                .exited_error("while storing the API key (`codex login --with-api-key`)")
+                .await),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                proc.kill_group();
+                Err(codex_core::Error::Timeout {
+                    after: LOGIN_LIMIT,
+                    thread_id: None,
+                })
+            }
+        }
+    }
+
+    fn apply_env(
+        &self,
+        mut cmd: codex_core::process::CodexCommand,
+        spec_env: &std::collections::BTreeMap<String, String>,
+    ) -> codex_core::process::CodexCommand {
+        for key in &self.inner.env_remove {
+            cmd = cmd.env_remove(key);
+        }
+        for (k, v) in &self.inner.env {
+            cmd = cmd.env(k, v);
+        }
+        for (k, v) in spec_env {
+            cmd = cmd.env(k, v);
+        }
+        cmd
+    }
+
+    async fn launch(&self, spec: TaskSpec, mode: Mode) -> codex_core::Result<Run> {
+        spec.validate()?;
+        let spec = absolutize(spec)?;
+        if spec.service_tier == Some(ServiceTier::Fast) {
+            let auth = self.auth_mode_with(&spec.env).await?;
+            spec.check_auth(&auth)?;
+        }
+
+        let tmp = match &self.inner.temp_dir {
+            Some(parent) => tempfile::Builder::new()
+                .prefix("codex-exec-")
+                .tempdir_in(parent),
+            None => tempfile::Builder::new().prefix("codex-exec-").tempdir(),
+        }
+        .map_err(|source| Error::TempFile {
+            what: "run directory",
+            path: self.inner.temp_dir.clone().unwrap_or_default(),
+            source,
+        })?;
+        let mut files = ArgFiles::none().last_message(tmp.path().join(LAST_MESSAGE_FILE));
+        if let Some(schema) = &spec.output_schema {
+            let path = tmp.path().join(SCHEMA_FILE);
+            let text = serde_json::to_vec_pretty(schema).map_err(|e| Error::TempFile {
+                what: "output schema",
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?;
+            tokio::fs::write(&path, text)
+                .await
+                .map_err(|source| Error::TempFile {
+                    what: "output schema",
+                    path: path.clone(),
+                    source,
+                })?;
+            files = files.output_schema(path);
+        }
+        let args = self.args_for(&spec, &mode, &files)?;
+
+        let mut cmd = self.inner.binary.command(args).stdin(Stdio::Piped);
+        if let Some(cwd) = &spec.cwd {
+            cmd = cmd.current_dir(cwd);
+        }
+        cmd = self.apply_env(cmd, &spec.env);
+        tracing::debug!(
+            program = %cmd.program().display(),
+            args = ?cmd.get_args(),
+            cwd = ?spec.cwd,
+            "starting codex exec"
+        );
+        let mut proc = cmd.spawn()?;
+        tracing::debug!(pid = ?proc.pid(), "codex exec started");
+        let stdin = proc.take_stdin();
+        let Some(stdout) = proc.take_stdout() else {
+            return Err(codex_core::Error::backend(
+                BackendKind::Exec,
+                "codex was started without a stdout pipe",
+            ));
+        };
+
+        let (sink, run) = Run::channel(BackendKind::Exec, self.inner.event_capacity);
+        let driver = Driver {
+            cancel: sink.cancel_handle(),
+            sink,
+            proc,
+            timeout: spec.timeout.or(self.inner.default_timeout),
+            last_message: files.last_message,
+            max_line_bytes: self.inner.max_line_bytes,
+            _tmp: tmp,
+        };
+        tokio::spawn(driver.drive(stdin, stdout, spec.full_prompt()));
+        Ok(run)
+    }
+}
+
+/// Makes the spec's paths absolute (against the current directory), so that codex, whose
+/// working directory is the task's, reads the same files.
+fn absolutize(mut spec: TaskSpec) -> Result<TaskSpec, Error> {
+    let abs = |p: &Path| -> Result<PathBuf, Error> {
+        std::path::absolute(p).map_err(|source| Error::Path {
+            path: p.to_owned(),
+            source,
+        })
+    };
+    if let Some(cwd) = &spec.cwd {
+        spec.cwd = Some(abs(cwd)?);
+    }
+    for dir in &mut spec.writable_dirs {
+        *dir = abs(dir)?;
+    }
+    for image in &mut spec.images {
+        *image = abs(image)?;
+    }
+    Ok(spec)
+}
+
+#[async_trait::async_trait]
+impl Backend for CliBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Exec
+    }
+
+    async fn start(&self, spec: TaskSpec) -> codex_core::Result<Run> {
+        self.launch(spec, Mode::New).await
+    }
+
+    async fn resume(&self, thread_id: &ThreadId, spec: TaskSpec) -> codex_core::Result<Run> {
+        if thread_id.as_str().trim().is_empty() || thread_id.as_str().starts_with('-') {
+            return Err(codex_core::Error::InvalidSpec {
+                field: "thread_id",
+                reason: format!("{:?} is not a thread id", thread_id.as_str()),
+            });
+        }
+        self.launch(spec, Mode::Resume(thread_id.clone())).await
+    }
+}
+
+/// Why the reading loop stopped.
+enum Stop {
+    /// Stdout ended (or stayed open too long after codex exited).
+    Eof,
+    /// The caller cancelled or dropped the run.
+    Cancelled,
+    /// The timeout fired.
+    Timeout(Duration),
+}
+
+/// Owns one running `codex exec` until its run is finished.
+struct Driver {
+    sink: RunSink,
+    cancel: CancelHandle,
+    proc: CodexProcess,
+    timeout: Option<Duration>,
+    last_message: Option<PathBuf>,
+    max_line_bytes: usize,
+    /// Removed when the driver ends, after codex is gone.
+    _tmp: tempfile::TempDir,
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    async fn drive(
+        mut self,
+        stdin: Option<ChildStdin>,
+        stdout: tokio::process::ChildStdout,
+        prompt: String,
+    ) {
+        let feeder = tokio::spawn(feed_prompt(stdin, prompt));
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let mut frames = FramedRead::new(stdout, JsonlFraming::new(self.max_line_bytes));
+        let mut drain_until: Option<Instant> = None;
+
+        let stop = loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break Stop::Cancelled,
+                _ = sleep_until_opt(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
+                frame = frames.next() => match frame {
+                    Some(Ok(frame)) => {
+                        let Some(event) = frame.into_event() else { continue };
+                        if let codex_core::Event::Undecodable { reason, .. } = &event {
+                            tracing::debug!("undecodable codex output: {reason}");
+                        }
+                        // emitting waits while the caller's queue is full: stay cancellable
+                        tokio::select! {
+                            biased;
+                            _ = self.cancel.cancelled() => break Stop::Cancelled,
+                            _ = sleep_until_opt(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
+                            _ = self.sink.emit(event) => {}
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!("reading codex output: {e}");
+                        break Stop::Eof;
+                    }
+                    None => break Stop::Eof,
+                },
+                status = self.proc.wait(), if drain_until.is_none() => {
+                    tracing::debug!(?status, "codex exec exited; draining its output");
+                    drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
+                }
+                _ = sleep_until_opt(drain_until) => {
+                    tracing::debug!("codex exited but its stdout stayed open; stopping");
+                    break Stop::Eof;
+                }
+            }
+        };
+        feeder.abort();
+
+        match stop {
+            // a turn that already ended is not undone by a late cancel or timeout
+            Stop::Cancelled | Stop::Timeout(_) if self.sink.saw_terminal() => {
+                self.kill().await;
+                self.finish_ended().await;
+            }
+            Stop::Cancelled => {
+                tracing::debug!("run cancelled: killing the codex process group");
+                self.kill().await;
+                let thread_id = self.sink.thread_id().cloned();
+                self.sink.fail(codex_core::Error::Cancelled { thread_id });
+            }
+            Stop::Timeout(after) => {
+                tracing::debug!(?after, "run timed out: killing the codex process group");
+                self.kill().await;
+                let thread_id = self.sink.thread_id().cloned();
+                self.sink
+                    .fail(codex_core::Error::Timeout { after, thread_id });
+            }
+            Stop::Eof if self.sink.saw_terminal() => {
+                self.reap(deadline).await;
+                self.finish_ended().await;
+            }
+            Stop::Eof => {
+                let waited = tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => Some(Stop::Cancelled),
+                    _ = sleep_until_opt(deadline) => Some(Stop::Timeout(self.timeout.unwrap_or_default())),
+                    _ = self.proc.wait() => None,
+                };
+                let thread_id = self.sink.thread_id().cloned();
+                match waited {
+                    Some(Stop::Timeout(after)) => {
+                        self.kill().await;
+                        self.sink
+                            .fail(codex_core::Error::Timeout { after, thread_id });
+                    }
+                    Some(_) => {
+                        self.kill().await;
+                        self.sink.fail(codex_core::Error::Cancelled { thread_id });
+                    }
+                    None => {
+                        let err = self
+                            .proc
+                            .exited_error(
+                                "before the turn ended (no turn.completed or turn.failed)",
+                            )
+                            .await;
+                        self.proc.kill_group();
+                        self.sink.fail(err);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finishes a run whose terminal event was seen, with the `-o` file as the final
+    /// message when codex emitted no agent message.
+    async fn finish_ended(mut self) {
+        if let Some(path) = &self.last_message
+            && let Ok(text) = tokio::fs::read_to_string(path).await
+            && !text.trim().is_empty()
+        {
+            self.sink
+                .final_message_fallback(text.trim_end_matches('\n').to_owned());
+        }
+        self.proc.kill_group();
+        self.sink.finish(|| {
+            codex_core::Error::backend(BackendKind::Exec, "the turn ended without an outcome")
+        });
+    }
+
+    /// Waits (bounded) for codex to exit after its turn ended, then kills what is left.
+    async fn reap(&mut self, deadline: Option<Instant>) {
+        let limit = Instant::now() + DRAIN_AFTER_EXIT;
+        let until = deadline.map_or(limit, |d| d.min(limit));
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => {}
+            _ = tokio::time::sleep_until(until) => {
+                tracing::debug!("codex did not exit after its turn ended; killing it");
+            }
+            _ = self.proc.wait() => {}
+        }
+        self.proc.kill_group();
+    }
+
+    /// Kills the whole process group and reaps the leader.
+    async fn kill(&mut self) {
+        self.proc.kill_group();
+        if tokio::time::timeout(REAP_LIMIT, self.proc.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(pid = ?self.proc.pid(), "a killed codex was not reaped in time");
+        }
+        // commands codex started may have outlived the leader
+        self.proc.kill_group();
+    }
+}
+
+async fn feed_prompt(stdin: Option<ChildStdin>, prompt: String) {
+    let Some(mut stdin) = stdin else { return };
+    if let Err(e) = stdin.write_all(prompt.as_bytes()).await {
+        tracing::debug!("writing the prompt to codex: {e}");
+        return;
+    }
+    if let Err(e) = stdin.shutdown().await {
+        tracing::debug!("closing codex's stdin: {e}");
+    }
+}
