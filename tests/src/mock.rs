@@ -24,31 +24,67 @@
 //! connection, hanging streams included, is dropped.
 //!
 //! # What the real codex 0.169.0 does against it (checked on the binary)
-//! - It only ever sends `POST {base_url}/responses`: no `GET /models`, no WebSocket upgrade
-//!   (with `supports_websockets = false`), no other path. Bodies are plain JSON (no
-//!   `content-encoding`), about 40 KB for a first turn.
-//! - Request body keys: `model, stream (true), input, tools, tool_choice ("auto"),
+//! Requests:
+//! - `codex exec` and `codex app-server` only ever send `POST {base_url}/responses`: no
+//!   `GET /models` (not even for the app-server's `model/list`, answered from the bundled
+//!   catalog), no WebSocket upgrade (with `supports_websockets = false`), no other path.
+//!   Bodies are plain JSON (no `content-encoding`), about 40 KB for a first turn.
+//! - Body keys: `model, stream (true), input, tools, tool_choice ("auto"),
 //!   parallel_tool_calls, reasoning ({"effort":"medium"}), store (false), include
 //!   (["reasoning.encrypted_content"]), prompt_cache_key (the thread id), text, client_metadata`.
-//!   `text` is `{"verbosity":"low"}`; with `--output-schema` it also carries
-//!   `format: {"type":"json_schema","name":"codex_output_schema","strict":true,"schema":{..}}`.
+//!   `text` is `{"verbosity":"low"}`; with `--output-schema FILE` it also carries
+//!   `format: {"type":"json_schema","name":..,"strict":true,"schema":<the file's schema>}`.
 //! - `input` starts with two `developer` messages (instructions, skills) and a `user` message
 //!   holding `<environment_context>` (cwd, shell, date, ...), then the prompt as the last `user`
 //!   message. A prompt read from stdin keeps its trailing newline (`echo hi |` gives `"hi\n"`).
+//!   A resumed thread (`exec resume ID`) sends the earlier turns again, then the new prompt.
 //! - Tools offered to gpt-5.5: `exec_command, write_stdin, request_user_input, apply_patch`
 //!   (a `custom` freeform tool), `view_image, get_goal, create_goal, update_goal, tool_search,
 //!   web_search` (the last two have no name; [`RecordedRequest::tools`] reports their type).
-//! - Headers include `originator: codex_exec` (or the app-server's), `session-id`,
-//!   `thread-id`, `x-client-request-id`, `x-codex-turn-metadata` (JSON with the turn id, sandbox
-//!   and the git state of the cwd) and `accept: text/event-stream`; with `requires_openai_auth
-//!   = false` and no `env_key` there is no `authorization` header.
-//! - After a tool call, the follow-up request repeats the whole history and adds the model's
+//! - Headers include `originator` (`codex_exec` for exec; the app-server sends the client's
+//!   `clientInfo.name`), `session-id`, `thread-id`, `x-client-request-id`,
+//!   `x-codex-turn-metadata` (JSON: turn id, sandbox, the git state of the cwd's repository)
+//!   and `accept: text/event-stream`; with `requires_openai_auth = false` and no `env_key`
+//!   there is no `authorization` header.
+//! - After a tool call the next request repeats the history and adds the model's
 //!   `function_call` / `custom_tool_call` item and a `function_call_output` /
-//!   `custom_tool_call_output` item whose `output` is a string.
-//! - A stream that ends without `response.completed` is reported by codex as "stream
-//!   disconnected before completion".
-//! - The mock must keep serving until codex exits: codex may send the follow-up request of a
-//!   tool call on a new connection.
+//!   `custom_tool_call_output` whose `output` is a string. For `exec_command` it reads
+//!   `"Chunk ID: ..\nWall time: .. seconds\nProcess exited with code 0\nOriginal token count:
+//!   N\nOutput:\n<output>"`. The follow-up may come on a new connection.
+//!
+//! What `codex exec --json` makes of the replies (recorded in `tests/fixtures/exec/`):
+//! - `exec_command` runs as `/bin/bash -c '<cmd>'` (with `login: false`), under a PTY in a
+//!   session of its own; the item is `command_execution` with `aggregated_output` (stdout and
+//!   stderr together), `exit_code`, and status `completed`, or `failed` for a non-zero exit.
+//! - `apply_patch` gives a `file_change` item with absolute paths and `kind` add/update/delete.
+//! - A reasoning item's summary becomes `{"type":"reasoning","text":..}`; streamed deltas are
+//!   not shown, only the final `agent_message`. An item is printed as soon as its
+//!   `output_item.done` arrives, before `response.completed`.
+//! - `turn.completed.usage` adds up every request of the turn (20/10 after one tool call).
+//! - Errors are an `error` event then `turn.failed` with the same message, exit code 1, and
+//!   one request only (retries are 0):
+//!   500 gives the canned "We’re currently experiencing high demand, which may cause
+//!   temporary errors."; 429 gives "exceeded retry limit, last status: 429 Too Many Requests";
+//!   400 gives the raw response body; 401 / 503 give "unexpected status 401 Unauthorized:
+//!   `<error.message>`, url: `<url>`"; `response.failed` gives "stream disconnected before
+//!   completion: <error.message>"; a stream that ends without `response.completed` is
+//!   "stream disconnected before completion".
+//! - An unreachable provider (connection refused) is retried forever, printing `error`
+//!   events "Reconnecting... waiting for network (..)", whatever the retry settings.
+//! - With the prompt in argv and stdin not a terminal, codex still reads stdin to the end
+//!   (printing "Reading additional input from stdin..." on stderr) and appends it to the
+//!   prompt: give it `Stdio::null()` or the prompt on stdin with `-`.
+//!
+//! And the app-server (`codex app-server` over stdio):
+//! - An `exec_command` with `sandbox_permissions: "require_escalated"`
+//!   ([`Reply::exec_command_escalated`]) under `approval_policy = "on-request"` and
+//!   `sandbox_mode = "workspace-write"` raises `item/commandExecution/requestApproval` with
+//!   `itemId` = the call id and `reason` = the justification; after `accept` the command runs.
+//! - Item ids come from the wire: the `agentMessage` id is the mock's `msg-N`, the
+//!   `commandExecution` id is the call id.
+//! - With a workspace-write sandbox and no `bwrap` on PATH it sends a `configWarning`
+//!   notification ("Codex could not find bubblewrap on PATH ... will use the bundled
+//!   bubblewrap").
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

@@ -4,6 +4,20 @@
 //! Every codex a test starts carries `CODEX_HOME=<that test's private home>`, and codex passes
 //! its environment on to the commands it runs, so scanning `/proc/*/environ` for that pair
 //! finds the whole tree, however it was re-parented. Linux only.
+//!
+//! How the real codex 0.169.0 process tree looks (checked on the binary, Node.js 20):
+//! - `node_modules/.bin/codex` is a Node.js launcher. On Node versions with
+//!   `process.execve` it replaces itself with the native binary; on Node 20 (this machine)
+//!   it stays as the parent, spawns the native `codex` and forwards SIGINT, SIGTERM and
+//!   SIGHUP to it (both are gone about 200 ms after SIGTERM or SIGINT). SIGKILL of the
+//!   launcher alone leaves the native codex running, re-parented to init: kill the whole
+//!   process group (spawn codex with `process_group(0)`), or signal with SIGTERM first.
+//! - The launcher adds `CODEX_MANAGED_BY_NPM=1` and `CODEX_MANAGED_PACKAGE_ROOT` to the
+//!   environment of the native binary.
+//! - Commands that codex runs (`exec_command`) live under a PTY in a session and process
+//!   group of their own, so killing codex's process group does not signal them directly;
+//!   they still go away at once, hung up when codex's PTY closes. They inherit
+//!   `CODEX_HOME`, so [`processes_with_env`] finds them too.
 
 use std::time::{Duration, Instant};
 

@@ -675,3 +675,124 @@ async fn killing_the_codex_group_also_ends_the_running_command() {
         .await
         .expect("no process of the turn survives");
 }
+
+/// A minimal app-server client over stdio, enough to check the escalation reply.
+struct AppServer {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    transcript: String,
+}
+
+impl AppServer {
+    fn start(home: &CodexHome, ws: &TempWorkspace) -> AppServer {
+        let mut command = Command::new(pinned_codex());
+        home.apply_env(&mut command)
+            .arg("app-server")
+            .current_dir(ws.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn codex app-server");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        AppServer {
+            child,
+            stdin,
+            lines: tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout)),
+            transcript: String::new(),
+        }
+    }
+
+    async fn send(&mut self, message: Value) {
+        let line = format!("{message}\n");
+        self.stdin.write_all(line.as_bytes()).await.unwrap();
+    }
+
+    /// Reads messages until `stop` matches one, answering approvals with `decision`.
+    async fn read_until(&mut self, decision: &str, stop: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let line = tokio::time::timeout(TURN_TIMEOUT, self.lines.next_line())
+                .await
+                .expect("app-server answered in time")
+                .expect("read app-server stdout")
+                .expect("app-server closed stdout");
+            self.transcript.push_str(&line);
+            self.transcript.push('\n');
+            let message: Value = serde_json::from_str(&line).expect("app-server prints JSON");
+            if message["method"] == "item/commandExecution/requestApproval" {
+                let answer = json!({"id": message["id"], "result": {"decision": decision}});
+                self.send(answer).await;
+            }
+            let done = stop(&message);
+            seen.push(message);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn escalated_exec_command_asks_the_app_server_client() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::exec_command_escalated(
+        "call-e",
+        "echo escalated-ran",
+    ));
+    mock.push(Reply::text("after approval"));
+    let home = CodexHome::new(&mock)
+        .approval_policy("on-request")
+        .sandbox_mode("workspace-write");
+    let ws = TempWorkspace::new();
+
+    let mut server = AppServer::start(&home, &ws);
+    server
+        .send(json!({"id": 1, "method": "initialize",
+            "params": {"clientInfo": {"name": "harness", "version": "0.0.0"}}}))
+        .await;
+    server.read_until("accept", |m| m["id"] == 1).await;
+    server
+        .send(json!({"method": "initialized", "params": {}}))
+        .await;
+    server
+        .send(json!({"id": 2, "method": "thread/start", "params": {"cwd": ws.path()}}))
+        .await;
+    let started = server.read_until("accept", |m| m["id"] == 2).await;
+    let thread_id = started.last().unwrap()["result"]["thread"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .send(
+            json!({"id": 3, "method": "turn/start", "params": {"threadId": thread_id,
+            "input": [{"type": "text", "text": "run it escalated"}]}}),
+        )
+        .await;
+    let turn = server
+        .read_until("accept", |m| m["method"] == "turn/completed")
+        .await;
+    if std::env::var_os("CODEX_BRIDGE_WRITE_FIXTURES").is_some() {
+        let dir = fixtures_dir().join("app-server");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("escalated_approval.jsonl"), &server.transcript).unwrap();
+    }
+    let _ = server.child.kill().await;
+
+    let approval = turn
+        .iter()
+        .find(|m| m["method"] == "item/commandExecution/requestApproval")
+        .expect("an approval request");
+    assert_eq!(approval["params"]["reason"], "test");
+    assert_eq!(approval["params"]["itemId"], "call-e");
+    let completed = turn.last().unwrap();
+    assert_eq!(completed["params"]["turn"]["status"], "completed");
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(requests.iter().all(|r| r.is_responses()));
+    assert_eq!(requests[0].header("originator"), Some("harness"));
+    let outputs = requests[1].function_call_outputs();
+    assert!(outputs[0].1.contains("escalated-ran"), "{outputs:?}");
+}
