@@ -67,7 +67,7 @@
 //!   temporary errors."; 429 gives "exceeded retry limit, last status: 429 Too Many Requests";
 //!   400 gives the raw response body; 401 / 503 give "unexpected status 401 Unauthorized:
 //!   `<error.message>`, url: `<url>`"; `response.failed` gives "stream disconnected before
-//!   completion: <error.message>"; a stream that ends without `response.completed` is
+//!   completion: `<error.message>`"; a stream that ends without `response.completed` is
 //!   "stream disconnected before completion".
 //! - An unreachable provider (connection refused) is retried forever, printing `error`
 //!   events "Reconnecting... waiting for network (..)", whatever the retry settings.

@@ -796,3 +796,79 @@ async fn escalated_exec_command_asks_the_app_server_client() {
     let outputs = requests[1].function_call_outputs();
     assert!(outputs[0].1.contains("escalated-ran"), "{outputs:?}");
 }
+
+#[tokio::test]
+async fn sigint_interrupts_a_hanging_turn() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::text("partial answer").then_hang());
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+
+    let mut command = exec_command(&home, &ws, &["-"]);
+    command.process_group(0);
+    let mut child = command.spawn().expect("spawn codex");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hang after a message").await.unwrap();
+    drop(stdin);
+    let mut stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+
+    // Wait for the message item: it is printed before the (never coming) completion.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + TURN_TIMEOUT;
+    while !String::from_utf8_lossy(&seen).contains("partial answer") {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout_at(
+            deadline,
+            tokio::io::AsyncReadExt::read(&mut stdout, &mut buf),
+        )
+        .await
+        .expect("the message item in time")
+        .unwrap();
+        assert!(n > 0, "codex closed stdout early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(mock.open_streams(), 1);
+
+    // The launcher forwards SIGINT to the native binary.
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut rest)
+        .await
+        .unwrap();
+    seen.extend_from_slice(&rest);
+    let status = tokio::time::timeout(TURN_TIMEOUT, child.wait())
+        .await
+        .expect("codex exits after SIGINT")
+        .unwrap();
+    let mut err = String::new();
+    let _ =
+        tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::BufReader::new(stderr), &mut err)
+            .await;
+    let exec = Exec {
+        status,
+        stdout: String::from_utf8_lossy(&seen).into_owned(),
+        stderr: err,
+    };
+    exec.save_fixture("sigint_during_turn");
+
+    assert_eq!(exec.status.code(), Some(1), "{}", exec.describe());
+    let types = exec.event_types();
+    assert!(
+        !types
+            .iter()
+            .any(|t| t == "turn.completed" || t == "turn.failed"),
+        "{types:?}"
+    );
+    assert_eq!(
+        exec.completed_items("agent_message")[0]["text"],
+        "partial answer"
+    );
+    mock.wait_for_streams_closed(Duration::from_secs(10))
+        .await
+        .expect("the stream was closed");
+}
