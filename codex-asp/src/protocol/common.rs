@@ -406,8 +406,7 @@ impl UserInput {
     }
 }
 
-/// An empty params object for methods that take none (`account/logout`,
-/// `account/rateLimits/read`). It serializes as `{}`; codex 0.169.0 accepts `{}`, `null` and
+/// An empty params object for methods that take none (`account/logout`). It serializes as `{}`; codex 0.169.0 accepts `{}`, `null` and
 /// an absent `params` alike for them, and deserializing accepts all three.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EmptyParams;

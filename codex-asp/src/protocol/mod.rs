@@ -33,8 +33,8 @@
 //!   second `initialize` gets -32600 "Already initialized".
 //! - Unknown methods, missing or malformed params, and many business errors all use -32600
 //!   ([`error_codes::INVALID_REQUEST`]), never -32601/-32602; overload is -32001.
-//! - Methods without params (`account/logout`, `account/rateLimits/read`) accept `params`
-//!   absent, `null` or `{}`; [`EmptyParams`] sends `{}`.
+//! - Methods without params (`account/logout`) accept `params` absent, `null` or `{}`;
+//!   [`EmptyParams`] sends `{}`. Optional params (`account/rateLimits/read`) likewise.
 //! - `thread/start`/`resume`/`fork` take `sandbox` as a kebab-case string
 //!   ([`WireSandboxMode`]) but every response reports it as the tagged object
 //!   [`SandboxPolicy`], which is also what `turn/start` (`sandboxPolicy`) and `command/exec`
@@ -162,7 +162,7 @@ client_requests! {
     /// `account/logout`.
     AccountLogout = "account/logout", EmptyParams => EmptyResponse;
     /// `account/rateLimits/read` (ChatGPT auth only).
-    AccountRateLimitsRead = "account/rateLimits/read", EmptyParams => GetAccountRateLimitsResponse;
+    AccountRateLimitsRead = "account/rateLimits/read", GetAccountRateLimitsParams => GetAccountRateLimitsResponse;
     /// `config/read`: the effective configuration.
     ConfigRead = "config/read", ConfigReadParams => ConfigReadResponse;
     /// `command/exec`: run a command in codex's sandbox, without a thread.

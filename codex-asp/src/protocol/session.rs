@@ -332,6 +332,16 @@ pub struct RateLimitSnapshot {
     pub rate_limit_reached_type: Option<String>,
 }
 
+/// Params of `account/rateLimits/read` (optional: `{}` or `null` work too).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct GetAccountRateLimitsParams {
+    /// Leave out the reset-credit details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_reset_credit_details: Option<bool>,
+}
+
 /// Response of `account/rateLimits/read` (needs ChatGPT auth: otherwise -32600 "codex
 /// account authentication required to read rate limits").
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
