@@ -397,7 +397,7 @@ impl CliBackend {
             timeout: spec.timeout.or(self.inner.default_timeout),
             last_message: files.last_message,
             max_line_bytes: self.inner.max_line_bytes,
-            _tmp: tmp,
+            tmp: Some(tmp),
         };
         tokio::spawn(driver.drive(stdin, stdout, spec.full_prompt()));
         Ok(run)
@@ -464,8 +464,8 @@ struct Driver {
     timeout: Option<Duration>,
     last_message: Option<PathBuf>,
     max_line_bytes: usize,
-    /// Removed when the driver ends, after codex is gone.
-    _tmp: tempfile::TempDir,
+    /// Removed before the outcome is reported, after codex is gone.
+    tmp: Option<tempfile::TempDir>,
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -533,12 +533,14 @@ impl Driver {
             Stop::Cancelled => {
                 tracing::debug!("run cancelled: killing the codex process group");
                 self.kill().await;
+                self.remove_temp_files();
                 let thread_id = self.sink.thread_id().cloned();
                 self.sink.fail(codex_core::Error::Cancelled { thread_id });
             }
             Stop::Timeout(after) => {
                 tracing::debug!(?after, "run timed out: killing the codex process group");
                 self.kill().await;
+                self.remove_temp_files();
                 let thread_id = self.sink.thread_id().cloned();
                 self.sink
                     .fail(codex_core::Error::Timeout { after, thread_id });
@@ -558,11 +560,13 @@ impl Driver {
                 match waited {
                     Some(Stop::Timeout(after)) => {
                         self.kill().await;
+                        self.remove_temp_files();
                         self.sink
                             .fail(codex_core::Error::Timeout { after, thread_id });
                     }
                     Some(_) => {
                         self.kill().await;
+                        self.remove_temp_files();
                         self.sink.fail(codex_core::Error::Cancelled { thread_id });
                     }
                     None => {
@@ -573,6 +577,7 @@ impl Driver {
                             )
                             .await;
                         self.proc.kill_group();
+                        self.remove_temp_files();
                         self.sink.fail(err);
                     }
                 }
@@ -591,6 +596,7 @@ impl Driver {
                 .final_message_fallback(text.trim_end_matches('\n').to_owned());
         }
         self.proc.kill_group();
+        self.remove_temp_files();
         self.sink.finish(|| {
             codex_core::Error::backend(BackendKind::Exec, "the turn ended without an outcome")
         });
@@ -609,6 +615,17 @@ impl Driver {
             _ = self.proc.wait() => {}
         }
         self.proc.kill_group();
+    }
+
+    /// Removes the run's temporary directory (before the outcome is reported, so a caller
+    /// who got the outcome finds nothing left).
+    fn remove_temp_files(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let path = tmp.path().to_owned();
+            if let Err(e) = tmp.close() {
+                tracing::warn!("removing {}: {e}", path.display());
+            }
+        }
     }
 
     /// Kills the whole process group and reaps the leader.

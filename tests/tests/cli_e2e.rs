@@ -1,0 +1,812 @@
+//! End-to-end tests of `codex-cli-backend`: real turns of the pinned codex binary against the
+//! mock Responses API, and fault injection with `fake-codex`.
+//!
+//! Every test fails (never skips) when the pinned codex is missing: `pinned_codex()` panics
+//! with the instruction to install it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use codex_bridge_tests::home::ENV_TO_REMOVE;
+use codex_bridge_tests::procs::wait_until_gone_async;
+use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace, pinned_codex};
+use codex_cli_backend::{ArgFiles, CliBackend, Mode};
+use codex_core::ExitSummary;
+use codex_core::event::{FileChangeKind, ItemStatus};
+use codex_core::{
+    AuthMode, Backend, CodexBinary, Error, Event, Feature, ItemDetails, Preset, ReasoningEffort,
+    SandboxMode, ServiceTier, TaskSpec,
+};
+use serde_json::json;
+use tokio::sync::OnceCell;
+
+/// Generous bound for one turn against the mock (a turn takes well under a second).
+const TURN: Duration = Duration::from_secs(60);
+
+static PINNED: OnceCell<CodexBinary> = OnceCell::const_new();
+
+/// The pinned codex, probed once per test binary.
+async fn pinned() -> CodexBinary {
+    PINNED
+        .get_or_init(|| async {
+            CodexBinary::probe(pinned_codex())
+                .await
+                .unwrap_or_else(|e| panic!("probing the pinned codex: {e}"))
+        })
+        .await
+        .clone()
+}
+
+/// A backend running the pinned codex with `home` as its `CODEX_HOME`.
+async fn backend(home: &CodexHome) -> CliBackend {
+    let mut b = CliBackend::builder()
+        .binary(pinned().await)
+        .envs(home.env())
+        .default_timeout(TURN);
+    for key in ENV_TO_REMOVE {
+        b = b.env_remove(*key);
+    }
+    b.build().expect("build the backend")
+}
+
+/// A task running in `ws`.
+fn task(ws: &TempWorkspace, prompt: &str) -> TaskSpec {
+    TaskSpec::new(prompt).cwd(ws.path())
+}
+
+/// Reads every event of a run, then its outcome.
+async fn collect(
+    mut run: codex_core::Run,
+) -> (Vec<Event>, codex_core::Result<codex_core::TurnOutcome>) {
+    let mut events = Vec::new();
+    while let Some(e) = run.next_event().await {
+        events.push(e);
+    }
+    (events, run.outcome().await)
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_owned())
+}
+
+async fn assert_no_process_left(home: &Path) {
+    let home = home.to_string_lossy().into_owned();
+    if let Err(pids) = wait_until_gone_async("CODEX_HOME", &home, Duration::from_secs(5)).await {
+        panic!("processes with CODEX_HOME={home} survived: {pids:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// the real codex against the mock
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_turn_gives_the_final_message_and_thread_id() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::text("Hello from the mock"));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let run = backend.start(task(&ws, "Say hello")).await.unwrap();
+    let (events, outcome) = collect(run).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("{e}\nevents: {events:#?}"));
+
+    assert_eq!(
+        outcome.final_message.as_deref(),
+        Some("Hello from the mock")
+    );
+    assert!(!outcome.thread_id.as_str().is_empty());
+    assert_eq!(outcome.backend, codex_core::BackendKind::Exec);
+    assert!(
+        matches!(&events[0], Event::ThreadStarted { thread_id } if *thread_id == outcome.thread_id)
+    );
+    assert!(
+        matches!(events.last(), Some(Event::TurnCompleted { usage: Some(u), .. }) if u.input_tokens == 10 && u.output_tokens == 5)
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Undecodable { .. })),
+        "{events:#?}"
+    );
+    let requests = mock.responses_requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].last_user_text().as_deref(), Some("Say hello"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shell_command_item_carries_its_output() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::exec_command("call-1", "echo hi-from-shell"));
+    mock.push(Reply::text("The command printed hi-from-shell."));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let (events, outcome) = collect(backend.start(task(&ws, "Run echo")).await.unwrap()).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("{e}\nevents: {events:#?}"));
+
+    // started in progress, then completed with the output
+    assert!(events.iter().any(|e| matches!(e, Event::ItemStarted { item }
+        if matches!(item.details, ItemDetails::CommandExecution { status: ItemStatus::InProgress, .. }))));
+    let command = outcome
+        .items
+        .iter()
+        .find_map(|i| match &i.details {
+            ItemDetails::CommandExecution {
+                command,
+                aggregated_output,
+                exit_code,
+                status,
+            } => Some((command, aggregated_output, exit_code, status)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no command item in {:#?}", outcome.items));
+    assert!(command.0.contains("echo hi-from-shell"), "{command:?}");
+    assert!(command.1.contains("hi-from-shell"), "{command:?}");
+    assert_eq!(*command.2, Some(0));
+    assert_eq!(*command.3, ItemStatus::Completed);
+    assert_eq!(
+        outcome.final_message.as_deref(),
+        Some("The command printed hi-from-shell.")
+    );
+
+    let requests = mock.responses_requests();
+    assert_eq!(requests.len(), 2);
+    let outputs = requests[1].function_call_outputs();
+    assert_eq!(outputs.len(), 1, "{:?}", requests[1].input());
+    assert_eq!(outputs[0].0, "call-1");
+    assert!(outputs[0].1.contains("hi-from-shell"), "{outputs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_patch_creates_a_file_in_the_workspace() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::apply_patch(
+        "call-p",
+        "*** Begin Patch\n*** Add File: notes/hello.txt\n+hi from the patch\n*** End Patch\n",
+    ));
+    mock.push(Reply::text("Created notes/hello.txt."));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let spec = task(&ws, "Create the file").preset(Preset::FullAuto);
+    let outcome = backend.run(spec).await.unwrap();
+
+    assert_eq!(
+        ws.read("notes/hello.txt").as_deref(),
+        Some("hi from the patch\n")
+    );
+    let touched: Vec<PathBuf> = outcome
+        .touched_files()
+        .iter()
+        .map(|p| canonical(p))
+        .collect();
+    assert_eq!(touched, vec![canonical(&ws.path().join("notes/hello.txt"))]);
+    assert!(outcome.items.iter().any(|i| matches!(&i.details,
+        ItemDetails::FileChange { changes, status: ItemStatus::Completed }
+            if changes[0].kind == FileChangeKind::Add)));
+    let outputs = mock.responses_requests()[1].custom_tool_call_outputs();
+    assert_eq!(outputs[0].0, "call-p");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_keeps_the_thread_and_resends_the_history() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::text("The word is pineapple."));
+    mock.push(Reply::text("You asked me to remember pineapple."));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let other = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let first = backend
+        .run(task(&ws, "Remember the word pineapple"))
+        .await
+        .unwrap();
+    // exec resume of 0.169.0 takes no --sandbox / --cd / --add-dir: they go as -c overrides
+    // and the process cwd; codex must accept the result
+    let spec = task(&ws, "Which word?")
+        .preset(Preset::FullAuto)
+        .writable_dir(other.path());
+    let second = backend.resume(&first.thread_id, spec).await.unwrap();
+    let second = second.wait().await.unwrap();
+
+    assert_eq!(second.thread_id, first.thread_id);
+    assert_eq!(
+        second.final_message.as_deref(),
+        Some("You asked me to remember pineapple.")
+    );
+    let requests = mock.responses_requests();
+    assert_eq!(requests.len(), 2);
+    let texts = requests[1].user_texts();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Remember the word pineapple")),
+        "{texts:?}"
+    );
+    assert_eq!(texts.last().map(String::as_str), Some("Which word?"));
+    let resent = requests[1].body["input"].to_string();
+    assert!(resent.contains("The word is pineapple."), "{resent}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_schema_reaches_the_model_and_its_temp_file_is_removed() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::text(r#"{"answer":"42"}"#));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let backend = CliBackend::builder()
+        .binary(pinned().await)
+        .envs(home.env())
+        .temp_dir(tmp.path())
+        .default_timeout(TURN)
+        .build()
+        .unwrap();
+    let schema = json!({
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+        "additionalProperties": false,
+    });
+
+    let outcome = backend
+        .run(task(&ws, "Answer in JSON").output_schema(schema.clone()))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome.final_message.as_deref(), Some(r#"{"answer":"42"}"#));
+    let format = mock.responses_requests()[0]
+        .text_format()
+        .cloned()
+        .expect("text.format in the request");
+    assert_eq!(format["type"], "json_schema");
+    assert_eq!(format["schema"], schema);
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "temp files left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_effort_and_overrides_reach_the_request() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::text("ok"));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let spec = task(&ws, "hi")
+        .model("gpt-5.4")
+        .effort(ReasoningEffort::High)
+        .config("model_reasoning_summary", "detailed")
+        .input("extra context block");
+    backend.run(spec).await.unwrap();
+
+    let req = &mock.responses_requests()[0];
+    assert_eq!(req.model(), Some("gpt-5.4"));
+    assert_eq!(
+        req.body["reasoning"]["effort"], "high",
+        "{}",
+        req.body["reasoning"]
+    );
+    assert_eq!(
+        req.body["reasoning"]["summary"], "detailed",
+        "{}",
+        req.body["reasoning"]
+    );
+    assert_eq!(
+        req.last_user_text().as_deref(),
+        Some("hi\n\nextra context block")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_auto_preset_works_on_the_pinned_codex_without_full_auto() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::exec_command("call-w", "echo written > out.txt"));
+    mock.push(Reply::text("done"));
+    let home = CodexHome::new(&mock).sandbox_mode("read-only");
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let spec = task(&ws, "write a file").preset(Preset::FullAuto);
+    let args = backend
+        .args_for(&spec, &Mode::New, &ArgFiles::none())
+        .unwrap();
+    assert!(!args.iter().any(|a| a == "--full-auto"), "{args:?}");
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--sandbox" && w[1] == "workspace-write")
+    );
+    assert!(args.iter().any(|a| a == "approval_policy=\"on-request\""));
+
+    let outcome = backend.run(spec).await.unwrap();
+    assert_eq!(outcome.final_message.as_deref(), Some("done"));
+    let meta = mock.responses_requests()[0]
+        .header("x-codex-turn-metadata")
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        meta.contains("workspace"),
+        "sandbox not in the turn metadata: {meta}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_500_is_a_failed_turn() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::http_status(500));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let (events, outcome) = collect(backend.start(task(&ws, "fail please")).await.unwrap()).await;
+    match outcome {
+        Err(Error::TurnFailed {
+            thread_id: Some(_),
+            message,
+            ..
+        }) => assert!(!message.is_empty()),
+        other => panic!("expected TurnFailed, got {other:?}"),
+    }
+    // codex reports the error first, which is not terminal
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Error { .. })),
+        "{events:#?}"
+    );
+    assert!(matches!(events.last(), Some(Event::TurnFailed { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hanging_model_times_out_and_leaves_no_process() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let started = Instant::now();
+    let spec = task(&ws, "hang").timeout(Duration::from_secs(2));
+    let err = backend.run(spec).await.unwrap_err();
+    let elapsed = started.elapsed();
+
+    match err {
+        Error::Timeout { after, thread_id } => {
+            assert_eq!(after, Duration::from_secs(2));
+            assert!(thread_id.is_some(), "thread.started came before the hang");
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert_no_process_left(home.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_mid_turn_kills_codex() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let mut run = backend
+        .start(task(&ws, "hang until cancelled"))
+        .await
+        .unwrap();
+    let cancel = run.cancel_handle();
+    // wait until the turn is under way
+    loop {
+        match tokio::time::timeout(TURN, run.next_event()).await {
+            Ok(Some(Event::TurnStarted { .. })) => break,
+            Ok(Some(_)) => {}
+            other => panic!("no turn.started: {other:?}"),
+        }
+    }
+    mock.wait_for_requests(1, TURN).await.ok();
+    cancel.cancel();
+    let err = run.wait().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Cancelled { thread_id: Some(_) }),
+        "{err:?}"
+    );
+    assert_no_process_left(home.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_the_run_kills_codex() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let run = backend
+        .start(task(&ws, "hang until dropped"))
+        .await
+        .unwrap();
+    mock.wait_for_requests(1, TURN).await.ok();
+    drop(run);
+    assert_no_process_left(home.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_binary_says_how_to_install() {
+    let err = CliBackend::from_path("/no/such/dir/codex")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("npm install -g @openai/codex"),
+        "{err}"
+    );
+
+    // a binary that disappeared after probing
+    let gone = CodexBinary::from_parts(
+        "/no/such/dir/codex".into(),
+        codex_core::CodexVersion::new(0, 169, 0),
+        pinned().await.capabilities().clone(),
+    );
+    let backend = CliBackend::new(gone);
+    let err = backend.start(TaskSpec::new("hi")).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("npm install -g @openai/codex"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_mode_reads_stored_credentials() {
+    let mock = MockModel::start().await;
+    let fresh = CodexHome::new(&mock);
+    assert_eq!(
+        backend(&fresh).await.auth_mode().await.unwrap(),
+        AuthMode::None
+    );
+
+    let stored = CodexHome::new(&mock);
+    stored.store_api_key("sk-test-stored-123456789").unwrap();
+    assert_eq!(
+        backend(&stored).await.auth_mode().await.unwrap(),
+        AuthMode::ApiKey
+    );
+
+    // our own login: the key goes on stdin
+    let ours = CodexHome::new(&mock);
+    let b = backend(&ours).await;
+    b.login_with_api_key("sk-test-ours-123456789")
+        .await
+        .unwrap();
+    assert_eq!(b.auth_mode().await.unwrap(), AuthMode::ApiKey);
+    let auth = std::fs::read_to_string(ours.path().join("auth.json")).unwrap();
+    assert!(auth.contains("sk-test-ours-123456789"));
+
+    let err = b.login_with_api_key("  ").await.unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidSpec {
+            field: "api_key",
+            ..
+        }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fast_mode_is_refused_before_codex_runs_without_chatgpt() {
+    let mock = MockModel::start().await;
+    let home = CodexHome::new(&mock);
+    home.store_api_key("sk-test-fast-123456789").unwrap();
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let err = backend
+        .start(task(&ws, "fast").service_tier(ServiceTier::Fast))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::FeatureUnavailable {
+                feature: Feature::FastMode,
+                auth: AuthMode::ApiKey
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(mock.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_specs_are_refused_before_codex_runs() {
+    let mock = MockModel::start().await;
+    let home = CodexHome::new(&mock);
+    let backend = backend(&home).await;
+    let err = backend.start(TaskSpec::new(" ")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidSpec {
+                field: "prompt",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = backend
+        .start(TaskSpec::new("x").config("features.x", serde_json::Value::Null))
+        .await
+        .unwrap_err();
+    let ours = codex_cli_backend::Error::from_core(&err);
+    assert!(
+        matches!(ours, Some(codex_cli_backend::Error::NullConfigValue { key, .. }) if key == "features.x"),
+        "{err:?}"
+    );
+    assert_eq!(mock.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skip_git_repo_check_allows_a_folder_outside_git() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::text("outside"));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::outside_git();
+    let backend = backend(&home).await;
+
+    let err = backend.run(task(&ws, "no git")).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::ProcessExited {
+                status: ExitSummary::Code(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let outcome = backend
+        .run(
+            task(&ws, "no git")
+                .skip_git_repo_check(true)
+                .sandbox(SandboxMode::ReadOnly),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.final_message.as_deref(), Some("outside"));
+}
+
+// ---------------------------------------------------------------------------------------
+// fault injection with fake-codex
+
+/// A script that runs fake-codex with `FAKE_CODEX_VERSION=version` (the probe inherits no
+/// per-call environment, so the variable goes into a wrapper).
+fn fake_with_version(dir: &Path, version: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let script = dir.join(format!("codex-{version}"));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nFAKE_CODEX_VERSION={version} exec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_fake-codex")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// A backend over fake-codex in `mode`; `marker` is a private `CODEX_HOME` value that tags
+/// every process it starts.
+async fn fake(program: &Path, mode: &str, marker: &Path) -> CliBackend {
+    let binary = CodexBinary::probe(program).await.unwrap();
+    CliBackend::builder()
+        .binary(binary)
+        .env("FAKE_CODEX_MODE", mode)
+        .env("CODEX_HOME", marker.to_string_lossy())
+        .default_timeout(TURN)
+        .build()
+        .unwrap()
+}
+
+fn recorded_args(record: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_auto_flag_is_used_only_where_codex_has_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (version, want_full_auto) in [("0.140.0", true), ("0.169.0", false)] {
+        let program = fake_with_version(dir.path(), version);
+        let record = dir.path().join(format!("record-{version}.jsonl"));
+        let backend = CliBackend::builder()
+            .binary(CodexBinary::probe(&program).await.unwrap())
+            .env("FAKE_CODEX_RECORD", record.to_string_lossy())
+            .env("CODEX_HOME", dir.path().to_string_lossy())
+            .build()
+            .unwrap();
+        let spec = TaskSpec::new("full auto please")
+            .cwd(dir.path())
+            .preset(Preset::FullAuto);
+        let outcome = backend.run(spec).await.unwrap();
+        assert_eq!(
+            outcome.final_message.as_deref(),
+            Some("fake: full auto please")
+        );
+
+        let runs = recorded_args(&record);
+        let exec = runs
+            .iter()
+            .find(|a| {
+                a.first().map(String::as_str) == Some("exec") && a.iter().any(|x| x == "--json")
+            })
+            .unwrap_or_else(|| panic!("no exec run recorded: {runs:?}"));
+        assert_eq!(
+            exec.iter().any(|a| a == "--full-auto"),
+            want_full_auto,
+            "{version}: {exec:?}"
+        );
+        assert_eq!(
+            exec.iter().any(|a| a == "approval_policy=\"on-request\""),
+            !want_full_auto,
+            "{version}: {exec:?}"
+        );
+        assert_eq!(&exec[exec.len() - 2..], ["--", "-"], "{exec:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_without_a_turn_is_process_exited_with_the_stderr_tail() {
+    let marker = tempfile::tempdir().unwrap();
+    let backend = fake(
+        Path::new(env!("CARGO_BIN_EXE_fake-codex")),
+        "exit-now",
+        marker.path(),
+    )
+    .await;
+    let err = backend.run(TaskSpec::new("boom")).await.unwrap_err();
+    match &err {
+        Error::ProcessExited {
+            status,
+            stderr_tail,
+            ..
+        } => {
+            assert_eq!(status.code(), Some(3), "{err}");
+            assert!(stderr_tail.contains("fake: boom"), "{err}");
+        }
+        other => panic!("expected ProcessExited, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn death_by_signal_is_process_exited() {
+    let marker = tempfile::tempdir().unwrap();
+    let backend = fake(
+        Path::new(env!("CARGO_BIN_EXE_fake-codex")),
+        "die-mid-turn",
+        marker.path(),
+    )
+    .await;
+    let (events, outcome) = collect(backend.start(TaskSpec::new("die")).await.unwrap()).await;
+    assert!(
+        matches!(events.last(), Some(Event::TurnStarted { .. })),
+        "{events:?}"
+    );
+    let err = outcome.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::ProcessExited {
+                status: ExitSummary::Signal(9),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_lines_are_undecodable_and_the_turn_completes() {
+    let marker = tempfile::tempdir().unwrap();
+    let backend = fake(
+        Path::new(env!("CARGO_BIN_EXE_fake-codex")),
+        "garbage",
+        marker.path(),
+    )
+    .await;
+    let (events, outcome) = collect(backend.start(TaskSpec::new("x")).await.unwrap()).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("{e}: {events:#?}"));
+    let undecodable = events
+        .iter()
+        .filter(|e| matches!(e, Event::Undecodable { .. }))
+        .count();
+    assert!(undecodable >= 1, "{events:#?}");
+    let first_good = events
+        .iter()
+        .position(|e| matches!(e, Event::ThreadStarted { .. }))
+        .unwrap();
+    assert!(
+        events[..first_good]
+            .iter()
+            .all(|e| matches!(e, Event::Undecodable { .. })),
+        "{events:#?}"
+    );
+    assert_eq!(outcome.thread_id.as_str(), "t-1");
+    assert!(matches!(events.last(), Some(Event::TurnCompleted { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_line_is_skipped_not_buffered() {
+    let marker = tempfile::tempdir().unwrap();
+    let backend = fake(
+        Path::new(env!("CARGO_BIN_EXE_fake-codex")),
+        "huge-line",
+        marker.path(),
+    )
+    .await;
+    let (events, outcome) = collect(backend.start(TaskSpec::new("x")).await.unwrap()).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("{e}"));
+    let reasons: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Undecodable { reason, text } => {
+                assert!(text.len() <= 8 * 1024, "kept {} bytes", text.len());
+                Some(reason.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("exceeds 16777216 bytes"), "{reasons:?}");
+    assert_eq!(outcome.thread_id.as_str(), "t-1");
+    assert!(matches!(events.last(), Some(Event::TurnCompleted { .. })));
+
+    // a smaller bound applies too
+    let small = CliBackend::builder()
+        .binary(backend.binary().clone())
+        .env("FAKE_CODEX_MODE", "huge-line")
+        .env("FAKE_CODEX_HUGE_BYTES", "5000")
+        .env("CODEX_HOME", marker.path().to_string_lossy())
+        .max_line_bytes(1024)
+        .build()
+        .unwrap();
+    let (events, outcome) = collect(small.start(TaskSpec::new("x")).await.unwrap()).await;
+    outcome.unwrap();
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Undecodable { reason, .. } if reason.contains("exceeds 1024 bytes"))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_fake_and_its_child_are_killed_on_timeout() {
+    let marker = tempfile::tempdir().unwrap();
+    let backend = fake(
+        Path::new(env!("CARGO_BIN_EXE_fake-codex")),
+        "hang",
+        marker.path(),
+    )
+    .await;
+    let started = Instant::now();
+    let err = backend
+        .run(TaskSpec::new("x").timeout(Duration::from_secs(1)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Timeout { thread_id: Some(t), .. } if t.as_str() == "t-1"),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_no_process_left(marker.path()).await;
+}
