@@ -135,10 +135,10 @@ impl Schema {
             }
             return self.validate(value, &merged, path);
         }
-        if let Some(options) = schema.get("enum").and_then(Value::as_array) {
-            if !options.contains(value) {
-                return Err(format!("{path}: {value} not in enum {options:?}"));
-            }
+        if let Some(options) = schema.get("enum").and_then(Value::as_array)
+            && !options.contains(value)
+        {
+            return Err(format!("{path}: {value} not in enum {options:?}"));
         }
         if let Some(types) = schema.get("type") {
             let types: Vec<&str> = match types {

@@ -25,6 +25,7 @@ string_enum! {
     }
 }
 
+#[allow(clippy::derivable_impls)] // the enum comes from `string_enum!`
 impl Default for CommandExecutionStatus {
     fn default() -> Self {
         Self::InProgress
@@ -48,6 +49,7 @@ string_enum! {
     }
 }
 
+#[allow(clippy::derivable_impls)] // the enum comes from `string_enum!`
 impl Default for ToolCallStatus {
     fn default() -> Self {
         Self::InProgress
