@@ -875,7 +875,8 @@ impl MockModel {
         self.shared.script().requests.len()
     }
 
-    /// How many SSE bodies are still being served (a hanging stream counts until the client
+    /// How many SSE replies are still being served, counted from before their request is
+    /// recorded (a delayed reply counts during its delay, a hanging stream until the client
     /// disconnects).
     pub fn open_streams(&self) -> usize {
         self.shared.open_streams.load(Ordering::SeqCst)
@@ -977,6 +978,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let n = shared.served.fetch_add(1, Ordering::SeqCst) + 1;
     let rendered = reply.render(n);
     recorded.status = rendered.status;
+    // Count the stream before the request becomes visible, so that a test that saw the
+    // request also sees the stream open.
+    let guard = rendered
+        .json_body
+        .is_none()
+        .then(|| StreamGuard::new(shared.clone()));
     shared.record(recorded);
 
     if !rendered.delay.is_zero() {
@@ -993,7 +1000,6 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     }
 
     let (tx, rx) = mpsc::channel::<Bytes>(16);
-    let guard = StreamGuard::new(shared.clone());
     let events = rendered.events;
     let hang = rendered.hang;
     tokio::spawn(async move {

@@ -810,3 +810,68 @@ async fn a_hanging_fake_and_its_child_are_killed_on_timeout() {
     assert!(started.elapsed() < Duration::from_secs(8));
     assert_no_process_left(marker.path()).await;
 }
+
+/// A valid 1×1 PNG.
+const PNG_1X1: [u8; 69] = [
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x02, 0x00, 0x00, 0x00, 0x90, 0x77, 0x53,
+    0xde, 0x00, 0x00, 0x00, 0x0c, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0x00,
+    0x00, 0x03, 0x01, 0x01, 0x00, 0xc9, 0xfe, 0x92, 0xef, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e,
+    0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn images_reach_the_model_and_do_not_swallow_the_prompt() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::text("a green pixel"));
+    mock.push(Reply::text("still a green pixel"));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let image = ws.path().join("pixel.png");
+    std::fs::write(&image, PNG_1X1).unwrap();
+    let backend = backend(&home).await;
+
+    // `-i` takes several values: the prompt `-` must not be read as a second image
+    let first = backend
+        .run(task(&ws, "What is in the image?").image(&image))
+        .await
+        .unwrap();
+    assert_eq!(first.final_message.as_deref(), Some("a green pixel"));
+    let resumed = backend
+        .resume(
+            &first.thread_id,
+            task(&ws, "And now?").image("pixel.png").cwd(ws.path()),
+        )
+        .await;
+    // a relative image path is taken from the caller's directory, which is not the
+    // workspace: validation refuses it before codex runs
+    assert!(
+        matches!(
+            resumed,
+            Err(Error::InvalidSpec {
+                field: "images",
+                ..
+            })
+        ),
+        "{resumed:?}"
+    );
+    let second = backend
+        .resume(&first.thread_id, task(&ws, "And now?").image(&image))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(second.final_message.as_deref(), Some("still a green pixel"));
+
+    let requests = mock.responses_requests();
+    for (n, req) in requests.iter().enumerate() {
+        let input = req.body["input"].to_string();
+        assert!(input.contains("input_image"), "request {n} has no image");
+    }
+    assert_eq!(
+        requests[0].last_user_text().as_deref(),
+        Some("What is in the image?")
+    );
+    assert_eq!(requests[1].last_user_text().as_deref(), Some("And now?"));
+}
