@@ -18,9 +18,11 @@
 use bytes::{Buf, BytesMut};
 use codex_core::event::{FileChangeKind, FileUpdate, ItemStatus, TodoEntry};
 use codex_core::{Event, Item, ItemDetails, Usage};
+use futures::{Stream, StreamExt as _};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio_util::codec::Decoder;
+use tokio::io::AsyncRead;
+use tokio_util::codec::{Decoder, FramedRead};
 
 /// The default bound on one line of codex output: 16 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
@@ -161,6 +163,40 @@ impl Decoder for JsonlFraming {
         let line = buf.split_to(buf.len());
         Ok(Some(Frame::Line(lossy_line(&line))))
     }
+}
+
+/// Decodes everything `reader` yields (a live stdout or a recorded file) with the same
+/// framing and decoder as [`CliBackend`](crate::CliBackend): a stream of events that ends
+/// at end of input or at the first read error (logged). Blank lines yield nothing.
+pub fn decode_stream<R>(reader: R, max_line_bytes: usize) -> impl Stream<Item = Event> + Send
+where
+    R: AsyncRead + Send,
+{
+    FramedRead::new(reader, JsonlFraming::new(max_line_bytes))
+        .take_while(|frame| {
+            let go_on = match frame {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::debug!("reading codex output: {e}");
+                    false
+                }
+            };
+            std::future::ready(go_on)
+        })
+        .filter_map(|frame| std::future::ready(frame.ok().and_then(Frame::into_event)))
+}
+
+/// Decodes a complete recording of `codex exec --json` output held in memory (lines of at
+/// most [`DEFAULT_MAX_LINE_BYTES`]).
+pub fn decode_all(bytes: &[u8]) -> Vec<Event> {
+    let mut framing = JsonlFraming::default();
+    let mut buf = BytesMut::from(bytes);
+    let mut events = Vec::new();
+    // the framing never fails on content; an error here could only come from a bug
+    while let Ok(Some(frame)) = framing.decode_eof(&mut buf) {
+        events.extend(frame.into_event());
+    }
+    events
 }
 
 /// The first `limit` bytes of `bytes` as text (cut at a character boundary), with `…` when
@@ -452,9 +488,7 @@ fn decode_details(kind: &str, raw: &Value) -> Option<ItemDetails> {
 
 #[cfg(test)]
 mod tests {
-    use futures::StreamExt as _;
     use serde_json::json;
-    use tokio_util::codec::FramedRead;
 
     use super::*;
 
@@ -865,5 +899,16 @@ mod tests {
                 let _ = f.unwrap().into_event();
             }
         }
+    }
+
+    #[tokio::test]
+    async fn decode_all_and_decode_stream_agree() {
+        let input = b"garbage\n{\"type\":\"thread.started\",\"thread_id\":\"t\"}\n\n{\"type\":\"turn.completed\"}";
+        let all = decode_all(input);
+        assert_eq!(all.len(), 3);
+        assert!(matches!(all[0], Event::Undecodable { .. }));
+        assert!(matches!(all[2], Event::TurnCompleted { .. }));
+        let streamed: Vec<Event> = decode_stream(&input[..], 1024).collect().await;
+        assert_eq!(streamed, all);
     }
 }

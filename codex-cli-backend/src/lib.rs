@@ -66,6 +66,7 @@ mod error;
 pub use args::{ArgFiles, Mode, build_args, toml_value};
 pub use backend::{CliBackend, CliBackendBuilder};
 pub use decode::{
-    DEFAULT_MAX_LINE_BYTES, Frame, JsonlFraming, UNDECODABLE_TEXT_LIMIT, decode_line,
+    DEFAULT_MAX_LINE_BYTES, Frame, JsonlFraming, UNDECODABLE_TEXT_LIMIT, decode_all, decode_line,
+    decode_stream,
 };
 pub use error::{Command, Error, Result};

@@ -104,7 +104,10 @@ async fn every_recorded_scenario_decodes_into_known_events() {
             matches!(events.first(), Some(Event::ThreadStarted { .. })),
             "{name}"
         );
-        assert!(events.last().is_some_and(Event::is_terminal), "{name}");
+        // a turn interrupted by a signal (`sigint_during_turn`) ends without a terminal event
+        if SCENARIOS.contains(&name.as_str()) {
+            assert!(events.last().is_some_and(Event::is_terminal), "{name}");
+        }
 
         let snapshot = json!({
             "events": events,
