@@ -724,6 +724,33 @@ impl ServerRequest {
         }
     }
 
+    /// A safe "no" to this request, as the `result` to send back: `decline` for approvals
+    /// (the turn goes on), no permissions, no answers, a declined elicitation. `None` for
+    /// `Raw` requests, which need a JSON-RPC error response instead.
+    pub fn denial_result(&self) -> Option<Value> {
+        let result = match self {
+            Self::CommandExecutionApproval(_) => {
+                serde_json::to_value(CommandExecutionRequestApprovalResponse::new(
+                    CommandExecutionApprovalDecision::Decline,
+                ))
+            }
+            Self::FileChangeApproval(_) => serde_json::to_value(
+                FileChangeRequestApprovalResponse::new(FileChangeApprovalDecision::Decline),
+            ),
+            Self::PermissionsApproval(_) => {
+                serde_json::to_value(PermissionsRequestApprovalResponse::deny())
+            }
+            Self::ToolRequestUserInput(_) => {
+                serde_json::to_value(ToolRequestUserInputResponse::default())
+            }
+            Self::McpServerElicitation(_) => {
+                serde_json::to_value(McpServerElicitationRequestResponse::decline())
+            }
+            Self::Raw { .. } => return None,
+        };
+        result.ok()
+    }
+
     /// Whether this is a typed method whose params failed to parse.
     pub fn parse_error(&self) -> Option<&str> {
         match self {
@@ -795,6 +822,7 @@ mod tests {
             (r.thread_id(), r.turn_id(), r.item_id()),
             (Some("t"), Some("u"), Some("call-p"))
         );
+        assert_eq!(r.denial_result(), Some(json!({"decision": "decline"})));
         let r = ServerRequest::from_parts(
             "item/tool/call",
             json!({"threadId": "t", "turnId": "u", "callId": "c"}),
@@ -807,8 +835,10 @@ mod tests {
             }
         ));
         assert_eq!(r.thread_id(), Some("t"));
+        assert_eq!(r.denial_result(), None);
         let r = ServerRequest::from_parts("item/fileChange/requestApproval", json!({}));
         assert!(r.parse_error().is_some());
+        assert_eq!(r.denial_result(), None);
         assert_eq!(r.method(), "item/fileChange/requestApproval");
     }
 
