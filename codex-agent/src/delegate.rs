@@ -1,0 +1,501 @@
+//! [`Delegate`]: runs [`DelegateRequest`]s on the best available backend, with proof.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use codex_core::jobs::JobStore;
+use codex_core::{AuthMode, Backend, BackendKind, CodexBinary, Feature, TaskSpec, ThreadId};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::job::{JobHandle, JobTracker};
+use crate::request::{Continuation, DelegateRequest};
+use crate::select::{Requirements, select_backends};
+use crate::verify::{EventHook, Verified, Witness, observe_run};
+
+/// Delegates tasks to Codex through one or more backends and returns only proven outcomes.
+///
+/// Backends are injected: register each available one with its kind. Per request, the
+/// preferred one that can do the job runs it (see [`select`](crate::select)): the broker's
+/// app-server, else a private app-server, else `codex exec` when no approvals are needed. If a
+/// backend cannot be reached at all, the next candidate is tried; the outcome says which ran.
+///
+/// Cheap to clone (shared inside).
+///
+/// ```no_run
+/// # async fn demo(exec: std::sync::Arc<dyn codex_core::Backend>) -> codex_agent::Result<()> {
+/// use codex_agent::{Delegate, DelegateRequest};
+/// use codex_core::{BackendKind, CodexBinary};
+/// let codex = CodexBinary::discover().await.map_err(|e| codex_agent::Error::BinaryMissing { source: Box::new(e) })?;
+/// let delegate = Delegate::builder(codex).backend(BackendKind::Exec, exec).build();
+/// let verified = delegate.run(DelegateRequest::new("why does `cargo test` fail?")).await?;
+/// println!("{}", verified.final_message().unwrap_or_default());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Delegate {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backends: Vec<(BackendKind, Arc<dyn Backend>)>,
+    codex: CodexBinary,
+    auth: Option<AuthMode>,
+    state_root: Option<PathBuf>,
+    record_jobs: bool,
+}
+
+impl fmt::Debug for Delegate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delegate")
+            .field("backends", &self.backend_kinds())
+            .field("codex", &self.inner.codex.path())
+            .field("version", &self.inner.codex.version().to_string())
+            .field("auth", &self.inner.auth)
+            .field("state_root", &self.inner.state_root)
+            .field("record_jobs", &self.inner.record_jobs)
+            .finish()
+    }
+}
+
+/// Builds a [`Delegate`].
+///
+/// ```
+/// use codex_agent::Delegate;
+/// use codex_core::{Capabilities, CodexBinary, CodexVersion};
+/// let codex = CodexBinary::from_parts("codex".into(), CodexVersion::new(0, 169, 0), Capabilities::default());
+/// let delegate = Delegate::builder(codex).record_jobs(false).build();
+/// assert!(delegate.backend_kinds().is_empty());
+/// ```
+#[must_use]
+pub struct DelegateBuilder {
+    backends: Vec<(BackendKind, Arc<dyn Backend>)>,
+    codex: CodexBinary,
+    auth: Option<AuthMode>,
+    state_root: Option<PathBuf>,
+    record_jobs: bool,
+}
+
+impl fmt::Debug for DelegateBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DelegateBuilder")
+            .field(
+                "backends",
+                &self.backends.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            )
+            .field("codex", &self.codex.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DelegateBuilder {
+    /// Registers a backend as `kind` (replacing one registered as the same kind).
+    ///
+    /// ```no_run
+    /// # fn demo(codex: codex_core::CodexBinary, asp: std::sync::Arc<dyn codex_core::Backend>) {
+    /// let d = codex_agent::Delegate::builder(codex).backend(codex_core::BackendKind::AppServer, asp).build();
+    /// # let _ = d; }
+    /// ```
+    pub fn backend(mut self, kind: BackendKind, backend: Arc<dyn Backend>) -> Self {
+        if backend.kind() != kind {
+            tracing::warn!(
+                registered = %kind,
+                reported = %backend.kind(),
+                "a backend was registered under a kind it does not report; its runs will not verify"
+            );
+        }
+        self.backends.retain(|(k, _)| *k != kind);
+        self.backends.push((kind, backend));
+        self
+    }
+
+    /// States how codex is signed in; every request is then checked against it before
+    /// anything starts (no credentials: [`Error::NotLoggedIn`]; Fast Mode without ChatGPT:
+    /// [`Error::Refused`]). Read it with [`CodexBinary::auth_mode`].
+    ///
+    /// ```
+    /// # let codex = codex_core::CodexBinary::from_parts("codex".into(), codex_core::CodexVersion::new(0, 169, 0), Default::default());
+    /// let d = codex_agent::Delegate::builder(codex).auth(codex_core::AuthMode::ApiKey).build();
+    /// # let _ = d;
+    /// ```
+    pub fn auth(mut self, auth: AuthMode) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// The root of the job stores (default: `$CODEX_BRIDGE_STATE_DIR`, else the platform
+    /// state directory).
+    ///
+    /// ```
+    /// # let codex = codex_core::CodexBinary::from_parts("codex".into(), codex_core::CodexVersion::new(0, 169, 0), Default::default());
+    /// let d = codex_agent::Delegate::builder(codex).state_root("/tmp/state").build();
+    /// # let _ = d;
+    /// ```
+    pub fn state_root(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_root = Some(dir.into());
+        self
+    }
+
+    /// Whether foreground delegations are recorded as jobs too (default: yes, so that
+    /// "resume last" and `codex-companion status` see them). Background delegations are
+    /// always recorded.
+    ///
+    /// ```
+    /// # let codex = codex_core::CodexBinary::from_parts("codex".into(), codex_core::CodexVersion::new(0, 169, 0), Default::default());
+    /// let d = codex_agent::Delegate::builder(codex).record_jobs(false).build();
+    /// # let _ = d;
+    /// ```
+    pub fn record_jobs(mut self, yes: bool) -> Self {
+        self.record_jobs = yes;
+        self
+    }
+
+    /// Builds the delegate.
+    ///
+    /// ```
+    /// # let codex = codex_core::CodexBinary::from_parts("codex".into(), codex_core::CodexVersion::new(0, 169, 0), Default::default());
+    /// let d = codex_agent::Delegate::builder(codex).build();
+    /// # let _ = d;
+    /// ```
+    pub fn build(self) -> Delegate {
+        Delegate {
+            inner: Arc::new(Inner {
+                backends: self.backends,
+                codex: self.codex,
+                auth: self.auth,
+                state_root: self.state_root,
+                record_jobs: self.record_jobs,
+            }),
+        }
+    }
+}
+
+/// What [`Delegate::delegate`] returns: the outcome, or the background job.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Delegation {
+    /// A foreground delegation's proven outcome.
+    Finished(Box<Verified>),
+    /// A background delegation's job.
+    Background(JobHandle),
+}
+
+/// A request after its checks, ready to run.
+#[derive(Debug, Clone)]
+struct Prepared {
+    spec: TaskSpec,
+    candidates: Vec<BackendKind>,
+    resume: Option<ThreadId>,
+    store: Option<JobStore>,
+    title: String,
+    write: bool,
+}
+
+impl Delegate {
+    /// Starts building a delegate for the given codex (its version goes into every
+    /// [`Verified`] outcome).
+    ///
+    /// ```
+    /// # let codex = codex_core::CodexBinary::from_parts("codex".into(), codex_core::CodexVersion::new(0, 169, 0), Default::default());
+    /// let builder = codex_agent::Delegate::builder(codex);
+    /// # let _ = builder;
+    /// ```
+    pub fn builder(codex: CodexBinary) -> DelegateBuilder {
+        DelegateBuilder {
+            backends: Vec::new(),
+            codex,
+            auth: None,
+            state_root: None,
+            record_jobs: true,
+        }
+    }
+
+    /// The kinds of the registered backends, in registration order.
+    ///
+    /// ```
+    /// # let codex = codex_core::CodexBinary::from_parts("codex".into(), codex_core::CodexVersion::new(0, 169, 0), Default::default());
+    /// assert!(codex_agent::Delegate::builder(codex).build().backend_kinds().is_empty());
+    /// ```
+    pub fn backend_kinds(&self) -> Vec<BackendKind> {
+        self.inner.backends.iter().map(|(k, _)| *k).collect()
+    }
+
+    /// The codex this delegate reports in its outcomes.
+    ///
+    /// ```
+    /// # let codex = codex_core::CodexBinary::from_parts("codex".into(), codex_core::CodexVersion::new(0, 169, 0), Default::default());
+    /// let d = codex_agent::Delegate::builder(codex).build();
+    /// assert_eq!(d.codex().version().to_string(), "0.169.0");
+    /// ```
+    pub fn codex(&self) -> &CodexBinary {
+        &self.inner.codex
+    }
+
+    /// The backends that would be tried for `request`, best first (after the request's own
+    /// checks).
+    ///
+    /// ```
+    /// # let codex = codex_core::CodexBinary::from_parts("codex".into(), codex_core::CodexVersion::new(0, 169, 0), Default::default());
+    /// let d = codex_agent::Delegate::builder(codex).build();
+    /// let err = d.candidates(&codex_agent::DelegateRequest::new("x").cwd("/")).unwrap_err();
+    /// assert!(matches!(err, codex_agent::Error::NoBackend { .. }));
+    /// ```
+    pub fn candidates(&self, request: &DelegateRequest) -> Result<Vec<BackendKind>> {
+        let spec = request.to_task_spec()?;
+        select_backends(&self.backend_kinds(), Requirements::for_spec(&spec))
+    }
+
+    /// The job store of the workspace containing `dir`.
+    ///
+    /// ```
+    /// # let codex = codex_core::CodexBinary::from_parts("codex".into(), codex_core::CodexVersion::new(0, 169, 0), Default::default());
+    /// let state = std::env::temp_dir().join("codex-agent-doc-state");
+    /// let d = codex_agent::Delegate::builder(codex).state_root(&state).build();
+    /// let store = d.job_store(&std::env::temp_dir()).unwrap();
+    /// assert!(store.dir().starts_with(&state));
+    /// ```
+    pub fn job_store(&self, dir: &Path) -> Result<JobStore> {
+        Ok(match &self.inner.state_root {
+            Some(root) => JobStore::open(root, dir)?,
+            None => JobStore::for_workspace(dir)?,
+        })
+    }
+
+    /// Runs `request` in the foreground (whatever its background flag) and returns the
+    /// proven outcome.
+    ///
+    /// ```no_run
+    /// # async fn demo(d: codex_agent::Delegate) -> codex_agent::Result<()> {
+    /// let v = d.run(codex_agent::DelegateRequest::new("list the crates").intent(codex_agent::prompt::Intent::Research)).await?;
+    /// println!("{} {}", v.backend(), v.thread_id());
+    /// # Ok(()) }
+    /// ```
+    pub async fn run(&self, request: DelegateRequest) -> Result<Verified> {
+        let prepared = self.prepare(&request, false).await?;
+        let tracker = match &prepared.store {
+            Some(store) if self.inner.record_jobs => {
+                Some(JobTracker::create(store, &prepared.title, prepared.write).await?)
+            }
+            _ => None,
+        };
+        run_tracked(
+            self.inner.clone(),
+            prepared,
+            tracker,
+            CancellationToken::new(),
+        )
+        .await
+    }
+
+    /// Starts `request` in the background: records a job, returns its handle at once, and
+    /// runs it in a task of this process.
+    ///
+    /// ```no_run
+    /// # async fn demo(d: codex_agent::Delegate) -> codex_agent::Result<()> {
+    /// let job = d.spawn(codex_agent::DelegateRequest::new("fix the flaky test").write(true)).await?;
+    /// println!("started {}", job.id());
+    /// # Ok(()) }
+    /// ```
+    pub async fn spawn(&self, request: DelegateRequest) -> Result<JobHandle> {
+        let prepared = self.prepare(&request, true).await?;
+        let Some(store) = prepared.store.clone() else {
+            return Err(Error::Refused {
+                reason: "a background delegation needs a job store".into(),
+                source: None,
+            });
+        };
+        let tracker = JobTracker::create(&store, &prepared.title, prepared.write).await?;
+        let id = tracker.id().to_owned();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run_tracked(
+            self.inner.clone(),
+            prepared,
+            Some(tracker),
+            cancel.clone(),
+        ));
+        Ok(JobHandle::new(id, store, task, cancel))
+    }
+
+    /// Runs `request` as it asks: in the foreground ([`Delegation::Finished`]) or in the
+    /// background ([`Delegation::Background`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(d: codex_agent::Delegate) -> codex_agent::Result<()> {
+    /// use codex_agent::{Delegation, DelegateRequest};
+    /// match d.delegate(DelegateRequest::new("x").background(true)).await? {
+    ///     Delegation::Finished(v) => println!("{}", v.thread_id()),
+    ///     Delegation::Background(job) => println!("job {}", job.id()),
+    ///     _ => {}
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn delegate(&self, request: DelegateRequest) -> Result<Delegation> {
+        if request.is_background() {
+            Ok(Delegation::Background(self.spawn(request).await?))
+        } else {
+            Ok(Delegation::Finished(Box::new(self.run(request).await?)))
+        }
+    }
+
+    /// The checks done before anything starts, and what the run needs.
+    async fn prepare(&self, request: &DelegateRequest, background: bool) -> Result<Prepared> {
+        let spec = request.to_task_spec()?;
+        if let Some(auth) = &self.inner.auth {
+            auth.require(Feature::CliRun)
+                .map_err(|e| Error::before_turn(None, e))?;
+            spec.check_auth(auth)
+                .map_err(|e| Error::before_turn(None, e))?;
+        }
+        let candidates = select_backends(&self.backend_kinds(), Requirements::for_spec(&spec))?;
+        let needs_store = background
+            || self.inner.record_jobs
+            || matches!(request.continuation(), Continuation::ResumeLast);
+        let store = if needs_store {
+            let workspace = request.workspace()?;
+            let this = self.clone();
+            Some(
+                tokio::task::spawn_blocking(move || this.job_store(&workspace))
+                    .await
+                    .map_err(|e| Error::Refused {
+                        reason: format!("opening the job store failed: {e}"),
+                        source: None,
+                    })??,
+            )
+        } else {
+            None
+        };
+        let resume = match request.continuation() {
+            Continuation::Fresh => None,
+            Continuation::Resume(thread) => Some(thread.clone()),
+            Continuation::ResumeLast => {
+                let Some(store) = store.clone() else {
+                    return Err(Error::Refused {
+                        reason: "resuming the last task needs the job store".into(),
+                        source: None,
+                    });
+                };
+                let workspace = store.workspace_root().to_owned();
+                let latest = tokio::task::spawn_blocking(move || store.latest_task_thread())
+                    .await
+                    .map_err(|e| Error::Refused {
+                        reason: format!("reading the job store failed: {e}"),
+                        source: None,
+                    })??;
+                Some(latest.ok_or(Error::NothingToResume { workspace })?)
+            }
+        };
+        Ok(Prepared {
+            spec,
+            candidates,
+            resume,
+            store,
+            title: request.task().to_owned(),
+            write: request.may_write(),
+        })
+    }
+
+    fn backend(&self, kind: BackendKind) -> Option<Arc<dyn Backend>> {
+        self.inner
+            .backends
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, b)| b.clone())
+    }
+}
+
+impl<H: EventHook> EventHook for Option<H> {
+    async fn event(&mut self, event: &codex_core::Event) {
+        if let Some(hook) = self {
+            hook.event(event).await;
+        }
+    }
+}
+
+/// Runs a prepared request, keeping its job record (if any) in step, and ends the record.
+async fn run_tracked(
+    inner: Arc<Inner>,
+    prepared: Prepared,
+    mut tracker: Option<JobTracker>,
+    cancel: CancellationToken,
+) -> Result<Verified> {
+    let delegate = Delegate { inner };
+    let result = execute(&delegate, &prepared, &mut tracker, &cancel).await;
+    let job_id = tracker.as_ref().map(|t| t.id().to_owned());
+    if let Some(t) = tracker.as_mut() {
+        t.finish(&result).await;
+    }
+    result.map(|mut v| {
+        v.set_job_id(job_id);
+        v
+    })
+}
+
+async fn execute(
+    delegate: &Delegate,
+    prepared: &Prepared,
+    tracker: &mut Option<JobTracker>,
+    cancel: &CancellationToken,
+) -> Result<Verified> {
+    let deadline = prepared.spec.timeout.map(|d| (Instant::now() + d, d));
+    if let (Some(t), Some(first)) = (tracker.as_mut(), prepared.candidates.first()) {
+        t.claim(*first).await?;
+    }
+    let total = prepared.candidates.len();
+    for (i, kind) in prepared.candidates.iter().copied().enumerate() {
+        let Some(backend) = delegate.backend(kind) else {
+            continue;
+        };
+        let spec = prepared.spec.clone();
+        let start = async {
+            match &prepared.resume {
+                Some(thread) => backend.resume(thread, spec).await,
+                None => backend.start(spec).await,
+            }
+        };
+        let started = tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(Error::Cancelled { thread_id: None }),
+            () = sleep_until(deadline) => Err(Error::Timeout {
+                after: deadline.map(|(_, d)| d).unwrap_or_default(),
+                thread_id: None,
+            }),
+            r = start => r.map_err(|e| Error::before_turn(Some(kind), e)),
+        };
+        let run = match started {
+            Ok(run) => run,
+            Err(e) if e.backend_unavailable() && i + 1 < total => {
+                tracing::warn!(backend = %kind, "backend unavailable, trying the next one: {e}");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        tracing::debug!(backend = %kind, resume = ?prepared.resume, "turn started");
+        if i > 0
+            && let Some(t) = tracker.as_mut()
+        {
+            t.running_on(kind).await;
+        }
+        let witness = Witness::new(kind, prepared.resume.clone());
+        return observe_run(
+            run,
+            witness,
+            deadline,
+            cancel,
+            tracker,
+            delegate.inner.codex.version().clone(),
+        )
+        .await;
+    }
+    Err(Error::NoBackend {
+        reason: "every candidate backend was unavailable".into(),
+    })
+}
+
+async fn sleep_until(deadline: Option<(Instant, std::time::Duration)>) {
+    match deadline {
+        Some((at, _)) => tokio::time::sleep_until(at).await,
+        None => std::future::pending::<()>().await,
+    }
+}
