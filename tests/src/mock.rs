@@ -1035,3 +1035,155 @@ fn error_response(status: StatusCode, message: &str) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: Value) -> RecordedRequest {
+        RecordedRequest {
+            method: "POST".into(),
+            path: RESPONSES_PATH.into(),
+            query: None,
+            headers: vec![("Originator".into(), "x".into())],
+            raw_body: Bytes::from(body.to_string()),
+            body,
+            body_error: None,
+            status: 200,
+        }
+    }
+
+    #[test]
+    fn sse_blocks_name_the_event_after_its_type() {
+        let block = sse_block(&json!({"type": "response.created", "response": {"id": "r"}}));
+        assert_eq!(
+            block,
+            "event: response.created\ndata: {\"response\":{\"id\":\"r\"},\"type\":\"response.created\"}\n\n"
+        );
+    }
+
+    #[test]
+    fn replies_use_the_answer_number_in_their_ids() {
+        let rendered = Reply::text("hi").render(7);
+        assert_eq!(rendered.status, 200);
+        assert_eq!(rendered.events[0]["response"]["id"], "resp-7");
+        assert_eq!(rendered.events[1]["item"]["id"], "msg-7");
+        assert_eq!(rendered.events[2]["type"], "response.completed");
+        assert_eq!(rendered.events[2]["response"]["usage"], mock_usage());
+        assert!(!rendered.hang);
+    }
+
+    #[test]
+    fn exec_command_arguments_carry_login_false() {
+        let rendered = Reply::exec_command("c1", "ls").render(1);
+        let args: Value =
+            serde_json::from_str(rendered.events[1]["item"]["arguments"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(args, json!({"cmd": "ls", "login": false}));
+        let rendered = Reply::exec_command_escalated("c2", "ls").render(2);
+        let args: Value =
+            serde_json::from_str(rendered.events[1]["item"]["arguments"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(args["sandbox_permissions"], "require_escalated");
+        assert_eq!(args["justification"], "test");
+        assert_eq!(args["login"], false);
+    }
+
+    #[test]
+    fn streamed_and_then_hang() {
+        let rendered = Reply::streamed(&["a", "b"]).render(1);
+        let types: Vec<_> = rendered.events.iter().map(|e| e["type"].clone()).collect();
+        assert_eq!(
+            types,
+            vec![
+                "response.created",
+                "response.output_item.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        assert_eq!(rendered.events[4]["item"]["content"][0]["text"], "ab");
+        let hanging = Reply::streamed(&["a"])
+            .then_hang()
+            .delayed(Duration::from_millis(5))
+            .render(1);
+        assert!(hanging.hang);
+        assert_eq!(hanging.delay, Duration::from_millis(5));
+        assert_ne!(hanging.events.last().unwrap()["type"], "response.completed");
+    }
+
+    #[test]
+    fn http_status_has_a_json_body() {
+        let rendered = Reply::http_status(429).render(1);
+        assert_eq!(rendered.status, 429);
+        assert_eq!(
+            rendered.json_body.unwrap()["error"]["type"],
+            "rate_limit_exceeded"
+        );
+    }
+
+    #[test]
+    fn request_helpers_read_the_body() {
+        let req = request(json!({
+            "model": "gpt-5.5",
+            "text": {"verbosity": "low", "format": {"type": "json_schema"}},
+            "tools": [{"type": "function", "name": "exec_command"}, {"type": "web_search"}],
+            "input": [
+                {"type": "message", "role": "developer",
+                 "content": [{"type": "input_text", "text": "dev"}]},
+                {"type": "message", "role": "user",
+                 "content": [{"type": "input_text", "text": "<environment_context/>"}]},
+                {"type": "message", "role": "user",
+                 "content": [{"type": "input_text", "text": "the prompt"}]},
+                {"type": "function_call_output", "call_id": "c1", "output": "out"},
+                {"type": "function_call_output", "call_id": "c2",
+                 "output": [{"type": "input_text", "text": "x"}]},
+                {"type": "custom_tool_call_output", "call_id": "p1", "output": "done"},
+            ],
+        }));
+        assert_eq!(
+            req.user_texts(),
+            vec!["<environment_context/>", "the prompt"]
+        );
+        assert_eq!(req.last_user_text().as_deref(), Some("the prompt"));
+        assert_eq!(req.function_call_outputs()[0], ("c1".into(), "out".into()));
+        assert!(req.function_call_outputs()[1].1.contains("input_text"));
+        assert_eq!(
+            req.custom_tool_call_outputs(),
+            vec![("p1".into(), "done".into())]
+        );
+        assert_eq!(req.text_format().unwrap()["type"], "json_schema");
+        assert_eq!(req.tools(), vec!["exec_command", "web_search"]);
+        assert_eq!(req.header("originator"), Some("x"));
+        assert_eq!(req.model(), Some("gpt-5.5"));
+        assert!(req.is_responses());
+        let empty = request(Value::Null);
+        assert!(empty.user_texts().is_empty());
+        assert!(empty.tools().is_empty());
+    }
+
+    #[tokio::test]
+    async fn routed_then_fifo_then_responder_then_echo() {
+        let mock = MockModel::start().await;
+        let req = request(json!({"input": [{"type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "hello marker"}]}]}));
+        assert_eq!(mock.shared.choose(&req), Reply::text("echo: hello marker"));
+        mock.set_responder(|_| Reply::text("responder"));
+        mock.push(Reply::text("fifo"));
+        mock.push_for_prompt("marker", Reply::text("routed"));
+        mock.push_for_prompt("absent", Reply::text("never"));
+        assert_eq!(mock.pending_replies(), 3);
+        assert_eq!(mock.shared.choose(&req), Reply::text("routed"));
+        assert_eq!(mock.shared.choose(&req), Reply::text("fifo"));
+        assert_eq!(mock.shared.choose(&req), Reply::text("responder"));
+        assert_eq!(mock.pending_replies(), 1);
+        assert!(
+            mock.wait_for_requests(1, Duration::from_millis(50))
+                .await
+                .is_err()
+        );
+        assert!(mock.base_url().starts_with("http://127.0.0.1:"));
+    }
+}

@@ -41,7 +41,12 @@ pub fn pinned_install_path() -> PathBuf {
 /// When the binary does not exist, with the message "the pinned codex is not installed: run
 /// `cargo xtask codex` (or set CODEX_BIN)". Tests never silently skip.
 pub fn pinned_codex() -> PathBuf {
-    let path = match std::env::var_os("CODEX_BIN") {
+    resolve_codex(std::env::var_os("CODEX_BIN"))
+}
+
+/// [`pinned_codex`] with the value of `CODEX_BIN` given.
+fn resolve_codex(codex_bin: Option<std::ffi::OsString>) -> PathBuf {
+    let path = match codex_bin {
         Some(bin) if !bin.is_empty() => PathBuf::from(bin),
         _ => pinned_install_path(),
     };
@@ -53,4 +58,31 @@ pub fn pinned_codex() -> PathBuf {
         );
     }
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(
+        expected = "the pinned codex is not installed: run `cargo xtask codex` (or set CODEX_BIN)"
+    )]
+    fn a_missing_binary_panics_with_the_install_hint() {
+        resolve_codex(Some("/nonexistent/codex".into()));
+    }
+
+    #[test]
+    fn codex_bin_wins_over_the_pinned_install() {
+        let this = std::env::current_exe().unwrap();
+        assert_eq!(resolve_codex(Some(this.clone().into_os_string())), this);
+    }
+
+    #[test]
+    fn the_pinned_install_is_under_tools() {
+        let path = pinned_install_path();
+        assert!(path.starts_with(workspace_root().join(".tools")));
+        assert!(path.ends_with("codex-0.169.0/node_modules/.bin/codex"));
+        assert!(workspace_root().join("Cargo.toml").exists());
+    }
 }

@@ -12,7 +12,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -22,7 +22,11 @@ use clap::{Parser, Subcommand};
 const PINNED_CODEX_VERSION: &str = "0.169.0";
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "codex-bridge automation")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "codex-bridge automation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Task,
@@ -44,9 +48,20 @@ enum Task {
     Fixtures,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    match run_task(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Printed by hand: anyhow's own report would add a backtrace under RUST_BACKTRACE.
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_task(task: Task) -> Result<()> {
+    match task {
         Task::Codex { version } => {
             let path = ensure_codex(&version)?;
             println!("{}", path.display());
