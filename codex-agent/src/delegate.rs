@@ -28,7 +28,7 @@ use crate::verify::{EventHook, Verified, Witness, observe_run};
 /// # async fn demo(exec: std::sync::Arc<dyn codex_core::Backend>) -> codex_agent::Result<()> {
 /// use codex_agent::{Delegate, DelegateRequest};
 /// use codex_core::{BackendKind, CodexBinary};
-/// let codex = CodexBinary::discover().await.map_err(|e| codex_agent::Error::BinaryMissing { source: Box::new(e) })?;
+/// let codex = CodexBinary::discover().await?;
 /// let delegate = Delegate::builder(codex).backend(BackendKind::Exec, exec).build();
 /// let verified = delegate.run(DelegateRequest::new("why does `cargo test` fail?")).await?;
 /// println!("{}", verified.final_message().unwrap_or_default());

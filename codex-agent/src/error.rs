@@ -267,6 +267,19 @@ impl Error {
     }
 }
 
+impl From<codex_core::Error> for Error {
+    /// Maps a core error raised before any turn started (probing codex, reading its sign-in,
+    /// building a backend) to the reason Codex did not run.
+    ///
+    /// ```
+    /// let err: codex_agent::Error = codex_core::Error::NotFound { looked_at: "PATH".into() }.into();
+    /// assert!(matches!(err, codex_agent::Error::BinaryMissing { .. }));
+    /// ```
+    fn from(err: codex_core::Error) -> Self {
+        Error::before_turn(None, err)
+    }
+}
+
 /// What was wrong with the evidence of a run (see [`Error::Unverified`]).
 ///
 /// ```
