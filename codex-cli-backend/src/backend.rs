@@ -652,3 +652,277 @@ async fn feed_prompt(stdin: Option<ChildStdin>, prompt: String) {
         tracing::debug!("closing codex's stdin: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::time::Instant as StdInstant;
+
+    use codex_core::{Capabilities, CodexVersion, Error as CoreError, Event};
+    use serde_json::json;
+
+    use super::*;
+
+    /// The option lines of `codex exec --help` 0.169.0 that the backend uses.
+    const HELP: &str = "
+  -c, --config <key=value>
+  -i, --image <FILE>...
+  -m, --model <MODEL>
+  -s, --sandbox <SANDBOX_MODE>
+  -C, --cd <DIR>
+      --add-dir <DIR>
+      --skip-git-repo-check
+      --ephemeral
+      --output-schema <FILE>
+      --json
+  -o, --output-last-message <FILE>
+";
+
+    /// A fake codex: a shell script with `body`, described by the 0.169.0 capabilities.
+    fn script(dir: &Path, name: &str, body: &str) -> CodexBinary {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        CodexBinary::from_parts(
+            path,
+            CodexVersion::new(0, 169, 0),
+            Capabilities::from_help(HELP, HELP),
+        )
+    }
+
+    /// Shell that finds the value of `--flag` in "$@" as $found.
+    fn find_flag(flag: &str) -> String {
+        format!(
+            r#"found=""; prev=""; for a in "$@"; do [ "$prev" = "{flag}" ] && found="$a"; prev="$a"; done"#
+        )
+    }
+
+    fn backend(binary: CodexBinary, tmp: &Path) -> CliBackendBuilder {
+        CliBackend::builder()
+            .binary(binary)
+            .temp_dir(tmp)
+            .default_timeout(Duration::from_secs(20))
+    }
+
+    fn is_gone(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat.contains(") Z"),
+        }
+    }
+
+    async fn wait_gone(pid: u32) -> bool {
+        for _ in 0..200 {
+            if is_gone(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn last_message_file_is_the_fallback_final_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let body = format!(
+            r#"{}
+cat > /dev/null
+echo '{{"type":"thread.started","thread_id":"t-o"}}'
+printf 'from the file\n' > "$found"
+echo '{{"type":"turn.completed"}}'"#,
+            find_flag("--output-last-message")
+        );
+        let b = backend(script(dir.path(), "codex", &body), tmp.path())
+            .build()
+            .unwrap();
+        let outcome = b.run(TaskSpec::new("hi")).await.unwrap();
+        assert_eq!(outcome.final_message.as_deref(), Some("from the file"));
+        assert_eq!(outcome.thread_id.as_str(), "t-o");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_prompt_goes_on_stdin_and_the_schema_into_a_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("schema-copy.json");
+        let body = format!(
+            r#"{}
+cp "$found" '{}'
+prompt=$(cat)
+echo '{{"type":"thread.started","thread_id":"t-s"}}'
+printf '{{"type":"item.completed","item":{{"id":"i0","type":"agent_message","text":"%s|%s"}}}}\n' "$prompt" "$found"
+echo '{{"type":"turn.completed"}}'"#,
+            find_flag("--output-schema"),
+            copy.display()
+        );
+        let b = backend(script(dir.path(), "codex", &body), tmp.path())
+            .build()
+            .unwrap();
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+        let outcome = b
+            .run(TaskSpec::new("the prompt").output_schema(schema.clone()))
+            .await
+            .unwrap();
+        let text = outcome.final_message.unwrap();
+        let (prompt, schema_path) = text.split_once('|').unwrap();
+        assert_eq!(prompt, "the prompt");
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&copy).unwrap()).unwrap();
+        assert_eq!(written, schema);
+        assert!(
+            !Path::new(schema_path).exists(),
+            "{schema_path} was left behind"
+        );
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_even_when_nobody_reads_the_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        // many events, then sleep: the queue (capacity 1) fills and nobody reads it
+        let body = format!(
+            r#"echo $$ > '{}'
+echo '{{"type":"thread.started","thread_id":"t-t"}}'
+i=0; while [ $i -lt 200 ]; do echo '{{"type":"error","message":"Reconnecting..."}}'; i=$((i+1)); done
+exec sleep 30"#,
+            pid_file.display()
+        );
+        let b = backend(script(dir.path(), "codex", &body), tmp.path())
+            .event_capacity(1)
+            .build()
+            .unwrap();
+        let started = StdInstant::now();
+        let mut run = b
+            .start(TaskSpec::new("x").timeout(Duration::from_millis(500)))
+            .await
+            .unwrap();
+        let mut pid = None;
+        for _ in 0..200 {
+            if let Ok(text) = std::fs::read_to_string(&pid_file)
+                && let Ok(p) = text.trim().parse::<u32>()
+            {
+                pid = Some(p);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let pid = pid.expect("the script started");
+        assert!(wait_gone(pid).await, "codex {pid} survived its timeout");
+        let err = run.outcome().await.unwrap_err();
+        assert!(
+            matches!(&err, CoreError::Timeout { thread_id: Some(t), .. } if t.as_str() == "t-t"),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(8));
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn cancel_while_blocked_on_a_full_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let body = r#"echo '{"type":"thread.started","thread_id":"t-c"}'
+i=0; while [ $i -lt 200 ]; do echo '{"type":"turn.started"}'; i=$((i+1)); done
+exec sleep 30"#;
+        let b = backend(script(dir.path(), "codex", body), tmp.path())
+            .event_capacity(1)
+            .build()
+            .unwrap();
+        let mut run = b.start(TaskSpec::new("x")).await.unwrap();
+        assert!(matches!(
+            run.next_event().await,
+            Some(Event::ThreadStarted { .. })
+        ));
+        run.cancel();
+        let err = tokio::time::timeout(Duration::from_secs(10), run.outcome())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&err, CoreError::Cancelled { thread_id: Some(t) } if t.as_str() == "t-c"),
+            "{err:?}"
+        );
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn exit_while_a_grandchild_holds_stdout_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let body = r#"sleep 60 &
+echo "background $!" >&2
+echo '{"type":"thread.started","thread_id":"t-g"}'
+exit 0"#;
+        let b = backend(script(dir.path(), "codex", body), tmp.path())
+            .build()
+            .unwrap();
+        let started = StdInstant::now();
+        let err = b.run(TaskSpec::new("x")).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let CoreError::ProcessExited {
+            status,
+            stderr_tail,
+            ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(status.code(), Some(0));
+        let pid: u32 = stderr_tail
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{stderr_tail:?}"));
+        assert!(wait_gone(pid).await, "the background sleep {pid} survived");
+    }
+
+    #[tokio::test]
+    async fn turn_failed_is_the_outcome_even_with_a_non_zero_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let body = r#"cat > /dev/null
+echo '{"type":"thread.started","thread_id":"t-f"}'
+echo 'Reconnecting... not JSON'
+echo '{"type":"error","message":"Reconnecting... 1/5"}'
+echo '{"type":"turn.failed","error":{"message":"model exploded"}}'
+exit 1"#;
+        let b = backend(script(dir.path(), "codex", body), tmp.path())
+            .build()
+            .unwrap();
+        let err = b.run(TaskSpec::new("x")).await.unwrap_err();
+        assert!(
+            matches!(&err, CoreError::TurnFailed { message, thread_id: Some(_), .. } if message == "model exploded"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn builder_needs_a_binary_and_resume_a_real_id() {
+        let err = CliBackend::builder().build().unwrap_err();
+        assert!(
+            matches!(Error::from_core(&err), Some(Error::NoBinary)),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let b = CliBackend::new(script(dir.path(), "codex", "exit 0"));
+        assert_eq!(b.kind(), BackendKind::Exec);
+        let err = b
+            .resume(&ThreadId::from("--last"), TaskSpec::new("x"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CoreError::InvalidSpec {
+                    field: "thread_id",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+}
