@@ -70,5 +70,5 @@ pub use connection::{
     Connection, ConnectionOptions, ConnectionStats, Event, Filter, Notification, Subscription,
 };
 pub use error::{CloseReason, Error, Result};
-pub use service::{AspService, OverloadRetry, RawRequest};
+pub use service::{AspService, OverloadRetry, RawRequest, TypedService};
 pub use transport::{Transport, TransportOptions};

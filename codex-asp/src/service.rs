@@ -1,8 +1,9 @@
 //! tower integration: the connection as a [`tower::Service`], and the layers that go with it.
 //!
-//! [`AspService`] implements `Service<RawRequest>` (answering the result as JSON) and
-//! `Service<Call<R>>` for every typed request `R` (answering `R::Response`). Its `poll_ready`
-//! reflects the connection's bounded outbound queue: it is pending while the queue is full.
+//! [`AspService`] implements `Service<RawRequest>` (answering the result as JSON), and
+//! [`TypedService<R>`] implements `Service<R::Params>` for one typed request `R` (answering
+//! `R::Response`). Their `poll_ready` reflects the connection's bounded outbound queue: it is
+//! pending while the queue is full.
 //!
 //! Layers that fit:
 //!
@@ -64,51 +65,6 @@ impl RawRequest {
             method: method.into(),
             params,
         }
-    }
-}
-
-/// A typed request for [`AspService`]: the params of `R`.
-///
-/// ```
-/// use codex_asp::protocol::{ModelList, ModelListParams};
-/// use codex_asp::service::Call;
-/// let call = Call::<ModelList>::new(ModelListParams::default());
-/// # let _ = call;
-/// ```
-pub struct Call<R: Request> {
-    /// The params.
-    pub params: R::Params,
-    _marker: PhantomData<fn() -> R>,
-}
-
-impl<R: Request> Call<R> {
-    /// A call of `R` with `params`.
-    pub fn new(params: R::Params) -> Self {
-        Call {
-            params,
-            _marker: PhantomData,
-        }
-    }
-}
-
-impl<R: Request> Clone for Call<R>
-where
-    R::Params: Clone,
-{
-    fn clone(&self) -> Self {
-        Call::new(self.params.clone())
-    }
-}
-
-impl<R: Request> fmt::Debug for Call<R>
-where
-    R::Params: fmt::Debug,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Call")
-            .field("method", &R::METHOD)
-            .field("params", &self.params)
-            .finish()
     }
 }
 
@@ -184,24 +140,70 @@ impl tower::Service<RawRequest> for AspService {
     }
 }
 
-impl<R: Request + 'static> tower::Service<Call<R>> for AspService {
+/// A [`Connection`] as a [`tower::Service`] for one typed request `R`: it takes
+/// `R::Params` and answers `R::Response`. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo(conn: codex_asp::Connection) -> codex_asp::Result<()> {
+/// use codex_asp::protocol::{ModelList, ModelListParams};
+/// use codex_asp::service::TypedService;
+/// use tower::ServiceExt;
+/// let models = TypedService::<ModelList>::new(conn)
+///     .oneshot(ModelListParams::default())
+///     .await?;
+/// # let _ = models; Ok(()) }
+/// ```
+pub struct TypedService<R: Request> {
+    inner: AspService,
+    _marker: PhantomData<fn() -> R>,
+}
+
+impl<R: Request> TypedService<R> {
+    /// A service sending `R` requests over `conn`.
+    pub fn new(conn: Connection) -> Self {
+        TypedService {
+            inner: AspService::new(conn),
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<R: Request> Clone for TypedService<R> {
+    fn clone(&self) -> Self {
+        TypedService {
+            inner: self.inner.clone(),
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<R: Request> fmt::Debug for TypedService<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedService")
+            .field("method", &R::METHOD)
+            .field("conn", &self.inner.conn)
+            .finish()
+    }
+}
+
+impl<R: Request + 'static> tower::Service<R::Params> for TypedService<R> {
     type Response = R::Response;
     type Error = Error;
     type Future = BoxFuture<Result<R::Response>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        <Self as tower::Service<RawRequest>>::poll_ready(self, cx)
+        tower::Service::<RawRequest>::poll_ready(&mut self.inner, cx)
     }
 
-    fn call(&mut self, request: Call<R>) -> Self::Future {
-        let params = match encode_params::<R>(&request.params) {
+    fn call(&mut self, params: R::Params) -> Self::Future {
+        let params = match encode_params::<R>(&params) {
             Ok(params) => params,
             Err(e) => {
-                self.sender.abort_send();
+                self.inner.sender.abort_send();
                 return Box::pin(std::future::ready(Err(e)));
             }
         };
-        let fut = self.start(R::METHOD, params);
+        let fut = self.inner.start(R::METHOD, params);
         Box::pin(async move { decode_result::<R>(fut.await?) })
     }
 }
