@@ -6,7 +6,8 @@
 //!   and the whole test suite (cargo-nextest when available, else `cargo test`) with
 //!   `CODEX_BIN` pointing at the pinned codex;
 //! - `demo`: one offline turn of the real codex (the `codex-bridge-demo` binary);
-//! - `fixtures`: re-record `tests/fixtures/exec/*.jsonl` from the real codex.
+//! - `fixtures`: re-record `tests/fixtures/{exec,app-server}/*.jsonl` from the real codex
+//!   (the `record-fixtures` binary, then the harness's app-server test).
 //!
 //! xtask depends on none of the project's library crates, so it builds even when they do not.
 
@@ -44,7 +45,7 @@ enum Task {
     Test,
     /// Run one offline turn of the real codex against the mock model.
     Demo,
-    /// Re-record tests/fixtures/exec/*.jsonl from the real pinned codex.
+    /// Re-record tests/fixtures/{exec,app-server}/*.jsonl from the real pinned codex.
     Fixtures,
 }
 
@@ -237,13 +238,32 @@ fn demo() -> Result<()> {
 
 fn fixtures() -> Result<()> {
     let codex = ensure_codex(PINNED_CODEX_VERSION)?;
+    // exec/*.jsonl: the record-fixtures binary, one scenario per file.
     run(cargo()
-        .args(["test", "-p", "codex-bridge-tests", "--test", "harness"])
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "codex-bridge-tests",
+            "--bin",
+            "record-fixtures",
+        ])
+        .env("CODEX_BIN", &codex))?;
+    // app-server/*.jsonl: written by the harness's app-server test when asked to.
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "codex-bridge-tests",
+            "--test",
+            "harness",
+            "escalated_exec_command_asks_the_app_server_client",
+        ])
         .env("CODEX_BIN", &codex)
         .env("CODEX_BRIDGE_WRITE_FIXTURES", "1"))?;
     eprintln!(
         "xtask: fixtures written to {}",
-        workspace_root().join("tests/fixtures/exec").display()
+        workspace_root().join("tests/fixtures").display()
     );
     Ok(())
 }
