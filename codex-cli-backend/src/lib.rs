@@ -40,8 +40,9 @@
 //!   directory and extra writable directories go as
 //!   `-c sandbox_workspace_write.writable_roots=[...]`. It does accept `-m`, `-i`,
 //!   `--output-schema`, `-o`, `--ephemeral`, `--skip-git-repo-check` and `--json`.
-//! - `-i/--image` takes several values: a positional after it would be read as an image, so
-//!   the arguments end with `-- [THREAD_ID] -`.
+//! - `-i/--image` takes several values: a positional after it is read as an image
+//!   (`exec -i a.png hello` loses the prompt "hello"; `exec resume -i a.png ID -` loses the
+//!   thread id), so the arguments end with `-- [THREAD_ID] -`, which 0.169.0 accepts.
 //! - The prompt `-` makes codex read it from stdin (a prompt given in argv plus piped stdin
 //!   would append stdin as a `<stdin>` block).
 //! - `-c key=value` values are parsed as TOML (a value that does not parse is taken as a raw
@@ -51,6 +52,15 @@
 //!   failed turn, bad config, unknown resume id, a cwd outside git without
 //!   `--skip-git-repo-check`; 2 usage error.
 //! - With an unreachable provider `codex exec` retries forever: always set a timeout.
+//! - Resuming an unknown thread id exits 1 before any request, stderr "thread/resume failed:
+//!   no rollout found for thread id ...".
+//! - A cwd outside any git repository without `--skip-git-repo-check` exits 1 with "Not
+//!   inside a trusted directory and --skip-git-repo-check was not specified.".
+//! - Each `exec` run writes the last agent message to the `-o` file; the backend reads it
+//!   back as the final message when no `agent_message` item was seen.
+//! - `-c model_reasoning_effort="high"` and `-c model_reasoning_summary="detailed"` show in
+//!   the request's `reasoning` object; `-m` sets its `model`; `--output-schema` puts
+//!   `text.format = {type: "json_schema", strict: true, schema}` in the request.
 //! - `codex login status` reports on stored credentials only (an API key in the environment
 //!   does not count); `codex login --with-api-key` reads the key from stdin.
 #![cfg_attr(

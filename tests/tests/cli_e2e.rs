@@ -875,3 +875,33 @@ async fn images_reach_the_model_and_do_not_swallow_the_prompt() {
     );
     assert_eq!(requests[1].last_user_text().as_deref(), Some("And now?"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resuming_an_unknown_thread_is_process_exited() {
+    let mock = MockModel::start().await;
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let unknown = codex_core::ThreadId::from("01a211dd-0000-7000-8000-000000000000");
+    let err = backend
+        .resume(&unknown, task(&ws, "hello again"))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap_err();
+    match &err {
+        Error::ProcessExited {
+            status,
+            stderr_tail,
+            ..
+        } => {
+            assert_eq!(status.code(), Some(1), "{err}");
+            // 0.169.0: "thread/resume failed: no rollout found for thread id ..."
+            assert!(stderr_tail.contains("no rollout found"), "{err}");
+        }
+        other => panic!("expected ProcessExited, got {other:?}"),
+    }
+    assert_eq!(mock.request_count(), 0);
+}
