@@ -590,10 +590,10 @@ impl Driver {
     async fn finish_ended(mut self) {
         if let Some(path) = &self.last_message
             && let Ok(text) = tokio::fs::read_to_string(path).await
-            && !text.trim().is_empty()
+            && !text.is_empty()
         {
-            self.sink
-                .final_message_fallback(text.trim_end_matches('\n').to_owned());
+            // codex writes the message exactly, without a trailing newline
+            self.sink.final_message_fallback(text);
         }
         self.proc.kill_group();
         self.remove_temp_files();
@@ -729,7 +729,7 @@ mod tests {
             r#"{}
 cat > /dev/null
 echo '{{"type":"thread.started","thread_id":"t-o"}}'
-printf 'from the file\n' > "$found"
+printf 'from the file' > "$found"
 echo '{{"type":"turn.completed"}}'"#,
             find_flag("--output-last-message")
         );

@@ -56,8 +56,8 @@
 //!   no rollout found for thread id ...".
 //! - A cwd outside any git repository without `--skip-git-repo-check` exits 1 with "Not
 //!   inside a trusted directory and --skip-git-repo-check was not specified.".
-//! - Each `exec` run writes the last agent message to the `-o` file; the backend reads it
-//!   back as the final message when no `agent_message` item was seen.
+//! - `-o FILE` receives the last agent message exactly (no trailing newline added); the
+//!   backend reads it back as the final message when no `agent_message` item was seen.
 //! - `-c model_reasoning_effort="high"` and `-c model_reasoning_summary="detailed"` show in
 //!   the request's `reasoning` object; `-m` sets its `model`; `--output-schema` puts
 //!   `text.format = {type: "json_schema", strict: true, schema}` in the request.
