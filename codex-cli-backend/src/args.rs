@@ -425,7 +425,9 @@ mod tests {
   -o, --output-last-message <FILE>
   -h, --help
 ";
-    /// An older CLI shape: `--full-auto` exists, `exec resume` takes `--sandbox` and `-C`.
+    /// An older CLI shape (illustrative, abridged): `--full-auto` exists, there is no
+    /// `--ephemeral`, and this `exec resume` takes `--full-auto`, `--sandbox` and `-C` but no
+    /// `--output-schema`.
     const HELP_OLD_EXEC: &str = "
   -i, --image <FILE>...
   -m, --model <MODEL>

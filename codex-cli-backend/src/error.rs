@@ -93,14 +93,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-
-    /// Reading codex's standard output failed.
-    #[error("reading the output of codex: {source}")]
-    Read {
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl Error {
