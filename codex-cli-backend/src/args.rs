@@ -114,6 +114,29 @@ impl Accepts<'_> {
 /// Pure: reads no file and no environment. Paths are passed as given; the backend makes
 /// them absolute first. The spec is expected to be valid ([`TaskSpec::validate`]).
 ///
+/// ```
+/// use codex_cli_backend::{ArgFiles, Mode, build_args};
+/// use codex_core::{Capabilities, Preset, TaskSpec};
+/// // what `codex exec --help` / `codex exec resume --help` of 0.169.0 list (abridged)
+/// let caps = Capabilities::from_help(
+///     "  -c, --config <key=value>\n  -s, --sandbox <MODE>\n  -C, --cd <DIR>\n      --json\n",
+///     "  -c, --config <key=value>\n      --json\n",
+/// );
+/// let spec = TaskSpec::new("fix it").cwd("/repo").preset(Preset::FullAuto);
+/// let args = build_args(&caps, &spec, &Mode::New, &ArgFiles::none()).unwrap();
+/// assert_eq!(
+///     args,
+///     ["exec", "--json", "--sandbox", "workspace-write", "-c", "approval_policy=\"on-request\"",
+///      "--cd", "/repo", "--", "-"]
+/// );
+/// let args = build_args(&caps, &spec, &Mode::Resume("t-1".into()), &ArgFiles::none()).unwrap();
+/// assert_eq!(
+///     args,
+///     ["exec", "resume", "--json", "-c", "sandbox_mode=\"workspace-write\"",
+///      "-c", "approval_policy=\"on-request\"", "--", "t-1", "-"]
+/// );
+/// ```
+///
 /// # Errors
 /// [`Error::UnsupportedFlag`] when the task needs a flag this codex lacks (images, output
 /// schema, ephemeral threads, `--skip-git-repo-check`, JSON output),
