@@ -82,3 +82,48 @@ pub async fn wait_until_gone_async(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Sends SIGKILL to the process group `pgid` (a child spawned with `process_group(0)` leads
+/// a group whose id is its pid). Errors, such as a group already gone, are ignored.
+pub fn kill_group(pgid: u32) {
+    if let Ok(pgid) = i32::try_from(pgid)
+        && pgid > 1
+    {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Kills a process group when dropped, so that a failing test leaves no codex behind (a
+/// SIGKILL of the Node.js launcher alone would orphan the native binary).
+#[derive(Debug)]
+pub struct GroupGuard {
+    pgid: Option<u32>,
+}
+
+impl GroupGuard {
+    /// Guards the group led by `pgid`; `None` guards nothing.
+    pub fn new(pgid: Option<u32>) -> GroupGuard {
+        GroupGuard { pgid }
+    }
+
+    /// Kills the group now.
+    pub fn kill(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            kill_group(pgid);
+        }
+    }
+
+    /// Stops guarding (the group is left alone).
+    pub fn disarm(&mut self) {
+        self.pgid = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -8,7 +8,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use codex_bridge_tests::mock::RESPONSES_PATH;
-use codex_bridge_tests::procs::{processes_with_env, wait_until_gone_async};
+use codex_bridge_tests::procs::{GroupGuard, processes_with_env, wait_until_gone_async};
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace, fixtures_dir, pinned_codex};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -87,6 +87,7 @@ fn exec_command(home: &CodexHome, ws: &TempWorkspace, args: &[&str]) -> Command 
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     command
 }
@@ -98,6 +99,7 @@ async fn run_exec(home: &CodexHome, ws: &TempWorkspace, args: &[&str], prompt: &
         args.push("-");
     }
     let mut child = exec_command(home, ws, &args).spawn().expect("spawn codex");
+    let _group = GroupGuard::new(child.id());
     let mut stdin = child.stdin.take().expect("stdin");
     stdin
         .write_all(prompt.as_bytes())
@@ -460,10 +462,12 @@ async fn hanging_stream_is_closed_when_codex_is_killed() {
     let ws = TempWorkspace::new();
     let home_path = home.path().to_string_lossy().into_owned();
 
-    let mut command = exec_command(&home, &ws, &["-"]);
-    // Own process group, so the whole tree (node launcher + native binary) can be killed.
-    command.process_group(0);
-    let mut child = command.spawn().expect("spawn codex");
+    // exec_command puts codex in a process group of its own, so the whole tree (node
+    // launcher + native binary) can be killed.
+    let mut child = exec_command(&home, &ws, &["-"])
+        .spawn()
+        .expect("spawn codex");
+    let _group = GroupGuard::new(child.id());
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"hang please").await.unwrap();
     drop(stdin);
@@ -626,9 +630,10 @@ async fn killing_the_codex_group_also_ends_the_running_command() {
     let ws = TempWorkspace::new();
     let home_path = home.path().to_string_lossy().into_owned();
 
-    let mut command = exec_command(&home, &ws, &["-"]);
-    command.process_group(0);
-    let mut child = command.spawn().expect("spawn codex");
+    let mut child = exec_command(&home, &ws, &["-"])
+        .spawn()
+        .expect("spawn codex");
+    let _group = GroupGuard::new(child.id());
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"sleep a while").await.unwrap();
     drop(stdin);
@@ -679,6 +684,7 @@ async fn killing_the_codex_group_also_ends_the_running_command() {
 /// A minimal app-server client over stdio, enough to check the escalation reply.
 struct AppServer {
     child: tokio::process::Child,
+    group: GroupGuard,
     stdin: tokio::process::ChildStdin,
     lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
     transcript: String,
@@ -693,12 +699,15 @@ impl AppServer {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true);
         let mut child = command.spawn().expect("spawn codex app-server");
+        let group = GroupGuard::new(child.id());
         let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
         AppServer {
             child,
+            group,
             stdin,
             lines: tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout)),
             transcript: String::new(),
@@ -779,7 +788,8 @@ async fn escalated_exec_command_asks_the_app_server_client() {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("escalated_approval.jsonl"), &server.transcript).unwrap();
     }
-    let _ = server.child.kill().await;
+    server.group.kill();
+    let _ = server.child.wait().await;
 
     let approval = turn
         .iter()
@@ -804,9 +814,10 @@ async fn sigint_interrupts_a_hanging_turn() {
     let home = CodexHome::new(&mock);
     let ws = TempWorkspace::new();
 
-    let mut command = exec_command(&home, &ws, &["-"]);
-    command.process_group(0);
-    let mut child = command.spawn().expect("spawn codex");
+    let mut child = exec_command(&home, &ws, &["-"])
+        .spawn()
+        .expect("spawn codex");
+    let _group = GroupGuard::new(child.id());
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"hang after a message").await.unwrap();
     drop(stdin);
