@@ -282,7 +282,9 @@ impl ServerRequestCtx {
             ServerRequestKind::CommandExecution => {
                 let decision = match decision {
                     Decision::Accept => CommandExecutionApprovalDecision::Accept,
-                    Decision::AcceptForSession => CommandExecutionApprovalDecision::AcceptForSession,
+                    Decision::AcceptForSession => {
+                        CommandExecutionApprovalDecision::AcceptForSession
+                    }
                     Decision::Decline => CommandExecutionApprovalDecision::Decline,
                     Decision::Cancel => CommandExecutionApprovalDecision::Cancel,
                     Decision::AcceptWithExecpolicyAmendment(prefix) => {
@@ -304,9 +306,9 @@ impl ServerRequestCtx {
                     Decision::Decline => FileChangeApprovalDecision::Decline,
                     Decision::Cancel => FileChangeApprovalDecision::Cancel,
                 };
-                to_value(serde_json::to_value(FileChangeRequestApprovalResponse::new(
-                    decision,
-                )))
+                to_value(serde_json::to_value(
+                    FileChangeRequestApprovalResponse::new(decision),
+                ))
             }
             ServerRequestKind::Permissions => {
                 let requested = || match &*self.request {
@@ -569,7 +571,8 @@ mod tests {
         );
         let file = ctx("item/fileChange/requestApproval", json!({}));
         assert_eq!(
-            file.encode_reply(Decision::AcceptForSession.into()).unwrap(),
+            file.encode_reply(Decision::AcceptForSession.into())
+                .unwrap(),
             json!({"decision": "acceptForSession"})
         );
         let perms = ctx(
@@ -577,7 +580,9 @@ mod tests {
             json!({"threadId":"t","turnId":"u","itemId":"i","permissions":{"network":{"enabled":true}}}),
         );
         assert_eq!(
-            perms.encode_reply(Decision::AcceptForSession.into()).unwrap(),
+            perms
+                .encode_reply(Decision::AcceptForSession.into())
+                .unwrap(),
             json!({"permissions": {"network": {"enabled": true}}, "scope": "session"})
         );
         assert_eq!(
@@ -604,7 +609,9 @@ mod tests {
         assert_eq!(code, error_codes::METHOD_NOT_FOUND);
         assert!(message.contains("attestation/generate"), "{message}");
         assert_eq!(
-            other.encode_reply(ServerReply::Result(json!({"token": "t"}))).unwrap(),
+            other
+                .encode_reply(ServerReply::Result(json!({"token": "t"})))
+                .unwrap(),
             json!({"token": "t"})
         );
     }

@@ -328,7 +328,10 @@ mod tests {
             "the connection to codex app-server is closed: codex app-server exited (signal 9); stderr: boom"
         );
         let status = err.exit_status().unwrap();
-        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
         assert_eq!(err.stderr_tail(), Some("boom\n"));
         assert!(err.is_closed() && !err.is_overloaded());
 

@@ -65,7 +65,9 @@ pub mod protocol;
 pub mod service;
 pub mod transport;
 
-pub use approval::{ApprovalHandler, Decision, PendingServerRequest, ServerReply, ServerRequestCtx};
+pub use approval::{
+    ApprovalHandler, Decision, PendingServerRequest, ServerReply, ServerRequestCtx,
+};
 pub use connection::{
     Connection, ConnectionOptions, ConnectionStats, Event, Filter, Notification, Subscription,
 };

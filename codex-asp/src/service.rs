@@ -295,7 +295,11 @@ where
             Err(e) if e.is_overloaded() && self.attempts < self.max_retries => {
                 let delay = self.delay(self.attempts);
                 self.attempts += 1;
-                tracing::debug!(attempt = self.attempts, ?delay, "app-server overloaded; retrying");
+                tracing::debug!(
+                    attempt = self.attempts,
+                    ?delay,
+                    "app-server overloaded; retrying"
+                );
                 Some(tokio::time::sleep(delay))
             }
             _ => None,

@@ -26,7 +26,10 @@ fn pair() -> (Connection, MemoryServer) {
     pair_with(ConnectionOptions::default(), TransportOptions::default())
 }
 
-fn pair_with(options: ConnectionOptions, transport: TransportOptions) -> (Connection, MemoryServer) {
+fn pair_with(
+    options: ConnectionOptions,
+    transport: TransportOptions,
+) -> (Connection, MemoryServer) {
     let (transport, server) = memory::pair(transport);
     (Connection::new(transport, options), server)
 }
@@ -83,7 +86,10 @@ async fn handshake_sends_client_info_and_capabilities() {
             }
         })
     );
-    assert!(init.get("jsonrpc").is_none(), "codex omits jsonrpc; so do we");
+    assert!(
+        init.get("jsonrpc").is_none(),
+        "codex omits jsonrpc; so do we"
+    );
     assert_eq!(initialized, json!({"method": "initialized"}));
     assert!(!conn.is_closed());
 }
@@ -108,7 +114,10 @@ async fn errors_are_typed_and_null_params_become_an_object() {
             .unwrap();
         server
     });
-    let err = conn.request_raw("model/list", Value::Null).await.unwrap_err();
+    let err = conn
+        .request_raw("model/list", Value::Null)
+        .await
+        .unwrap_err();
     assert!(err.is_invalid_request(), "{err}");
     match &err {
         Error::Rpc {
@@ -124,7 +133,10 @@ async fn errors_are_typed_and_null_params_become_an_object() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    let err = conn.request_raw("thread/start", json!({})).await.unwrap_err();
+    let err = conn
+        .request_raw("thread/start", json!({}))
+        .await
+        .unwrap_err();
     assert!(err.is_overloaded(), "{err}");
     assert!(matches!(&err, Error::Rpc { data: Some(d), .. } if d["x"] == 1));
     fake.await.unwrap();
@@ -169,7 +181,10 @@ async fn typed_requests_decode_their_result() {
             .await
             .unwrap();
         let req = recv(&mut server).await;
-        server.respond(&req["id"], json!("not an object")).await.unwrap();
+        server
+            .respond(&req["id"], json!("not an object"))
+            .await
+            .unwrap();
         server
     });
     let models = conn
@@ -181,7 +196,10 @@ async fn typed_requests_decode_their_result() {
         .request::<ModelList>(ModelListParams::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Decode { ref method, .. } if method == "model/list"), "{err}");
+    assert!(
+        matches!(err, Error::Decode { ref method, .. } if method == "model/list"),
+        "{err}"
+    );
     fake.await.unwrap();
 }
 
@@ -229,7 +247,10 @@ async fn dropped_requests_leave_no_pending_entry() {
             }
         }
     });
-    assert_eq!(conn.request_raw("ping", json!({})).await.unwrap(), json!("pong"));
+    assert_eq!(
+        conn.request_raw("ping", json!({})).await.unwrap(),
+        json!("pong")
+    );
     fake.await.unwrap();
 }
 
@@ -244,15 +265,24 @@ async fn notifications_are_ordered_and_routed_by_thread_and_turn() {
         .await
         .unwrap();
     server
-        .notify("turn/started", json!({"threadId": "t1", "turn": {"id": "u1"}}))
+        .notify(
+            "turn/started",
+            json!({"threadId": "t1", "turn": {"id": "u1"}}),
+        )
         .await
         .unwrap();
     server
-        .notify("item/agentMessage/delta", json!({"threadId": "t2", "turnId": "u2", "itemId": "m", "delta": "x"}))
+        .notify(
+            "item/agentMessage/delta",
+            json!({"threadId": "t2", "turnId": "u2", "itemId": "m", "delta": "x"}),
+        )
         .await
         .unwrap();
     server
-        .notify("item/agentMessage/delta", json!({"threadId": "t1", "turnId": "u1", "itemId": "m", "delta": "y"}))
+        .notify(
+            "item/agentMessage/delta",
+            json!({"threadId": "t1", "turnId": "u1", "itemId": "m", "delta": "y"}),
+        )
         .await
         .unwrap();
     server.notify("account/updated", json!({})).await.unwrap();
@@ -314,7 +344,10 @@ async fn slow_subscribers_lag_explicitly_and_requests_keep_flowing() {
         server.respond(&req["id"], json!("ok")).await.unwrap();
         server
     });
-    assert_eq!(conn.request_raw("ping", json!({})).await.unwrap(), json!("ok"));
+    assert_eq!(
+        conn.request_raw("ping", json!({})).await.unwrap(),
+        json!("ok")
+    );
     let mut server = fake.await.unwrap();
 
     for i in 0..4 {
@@ -355,7 +388,10 @@ async fn garbage_is_reported_and_skipped() {
         server.send_line(&"x".repeat(5000)).await.unwrap();
         server.send_raw(b"\xff\xfe\xfd\n").await.unwrap();
         server.send_line("").await.unwrap();
-        server.respond(&req["id"], json!("still alive")).await.unwrap();
+        server
+            .respond(&req["id"], json!("still alive"))
+            .await
+            .unwrap();
         server
     });
     assert_eq!(
@@ -395,7 +431,10 @@ async fn process_exit_fails_everything_fast_with_status_and_stderr() {
     }
     let start = Instant::now();
     server
-        .exit(std::process::ExitStatus::from_raw(3 << 8), "fatal: config broken\n")
+        .exit(
+            std::process::ExitStatus::from_raw(3 << 8),
+            "fatal: config broken\n",
+        )
         .await;
     for t in tasks {
         let err = t.await.unwrap().unwrap_err();
@@ -453,12 +492,17 @@ async fn dropping_the_connection_closes_the_transport() {
     let sub = conn.subscribe_all();
     drop(conn);
     assert_eq!(
-        tokio::time::timeout(WAIT, server.recv_line()).await.unwrap(),
+        tokio::time::timeout(WAIT, server.recv_line())
+            .await
+            .unwrap(),
         None
     );
     let mut sub = sub;
     let err = sub.recv().await.unwrap_err();
-    assert!(matches!(err.close_reason(), Some(CloseReason::ClientClosed)));
+    assert!(matches!(
+        err.close_reason(),
+        Some(CloseReason::ClientClosed)
+    ));
 }
 
 #[tokio::test]
@@ -471,13 +515,19 @@ async fn oversized_outgoing_messages_are_refused_without_harm() {
         .request_raw("big", json!({"blob": "x".repeat(4096)}))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::MessageTooLarge { max: 2048, .. }), "{err}");
+    assert!(
+        matches!(err, Error::MessageTooLarge { max: 2048, .. }),
+        "{err}"
+    );
     let fake = tokio::spawn(async move {
         let req = recv(&mut server).await;
         server.respond(&req["id"], json!(1)).await.unwrap();
         server
     });
-    assert_eq!(conn.request_raw("small", json!({})).await.unwrap(), json!(1));
+    assert_eq!(
+        conn.request_raw("small", json!({})).await.unwrap(),
+        json!(1)
+    );
     fake.await.unwrap();
 }
 
@@ -502,7 +552,10 @@ async fn subscribing_from_a_result_misses_nothing() {
     assert_eq!(result["thread"]["id"], "th-9");
     let mut sub = sub.expect("subscribed");
     let n = sub.next_notification().await.unwrap();
-    assert_eq!((n.method(), n.thread_id()), ("thread/started", Some("th-9")));
+    assert_eq!(
+        (n.method(), n.thread_id()),
+        ("thread/started", Some("th-9"))
+    );
     fake.await.unwrap();
 }
 
@@ -528,12 +581,22 @@ async fn default_handler_declines_and_ids_do_not_collide() {
         )
         .await
         .unwrap();
-    assert_eq!(recv(&mut server).await, json!({"id": 0, "result": {"decision": "decline"}}));
+    assert_eq!(
+        recv(&mut server).await,
+        json!({"id": 0, "result": {"decision": "decline"}})
+    );
     server
-        .request(json!(1), "item/fileChange/requestApproval", json!({"threadId": "t", "turnId": "u", "itemId": "p"}))
+        .request(
+            json!(1),
+            "item/fileChange/requestApproval",
+            json!({"threadId": "t", "turnId": "u", "itemId": "p"}),
+        )
         .await
         .unwrap();
-    assert_eq!(recv(&mut server).await, json!({"id": 1, "result": {"decision": "decline"}}));
+    assert_eq!(
+        recv(&mut server).await,
+        json!({"id": 1, "result": {"decision": "decline"}})
+    );
     server
         .request(json!("s-2"), "attestation/generate", json!({}))
         .await
@@ -542,7 +605,10 @@ async fn default_handler_declines_and_ids_do_not_collide() {
     assert_eq!(answer["id"], "s-2");
     assert_eq!(answer["error"]["code"], -32601);
     // the client's request 0 is still waiting, and gets its own answer
-    server.respond(&json!(0), json!({"turn": {"id": "u"}})).await.unwrap();
+    server
+        .respond(&json!(0), json!({"turn": {"id": "u"}}))
+        .await
+        .unwrap();
     assert_eq!(
         pending.await.unwrap().unwrap(),
         json!({"turn": {"id": "u"}})
@@ -586,7 +652,11 @@ async fn channel_handles_answer_or_decline_on_drop() {
     );
 
     server
-        .request(json!(1), "mcpServer/elicitation/request", json!({"threadId": "t", "serverName": "s"}))
+        .request(
+            json!(1),
+            "mcpServer/elicitation/request",
+            json!({"threadId": "t", "serverName": "s"}),
+        )
         .await
         .unwrap();
     let pending = requests.recv().await.unwrap();
@@ -619,12 +689,19 @@ async fn a_request_resolved_by_the_server_is_not_answered() {
         TransportOptions::default(),
     );
     server
-        .request(json!(5), "item/fileChange/requestApproval", json!({"threadId": "t", "turnId": "u", "itemId": "p"}))
+        .request(
+            json!(5),
+            "item/fileChange/requestApproval",
+            json!({"threadId": "t", "turnId": "u", "itemId": "p"}),
+        )
         .await
         .unwrap();
     let pending = requests.recv().await.unwrap();
     server
-        .notify("serverRequest/resolved", json!({"threadId": "t", "requestId": 5}))
+        .notify(
+            "serverRequest/resolved",
+            json!({"threadId": "t", "requestId": 5}),
+        )
         .await
         .unwrap();
     tokio::time::timeout(WAIT, pending.request().resolved())
@@ -634,7 +711,11 @@ async fn a_request_resolved_by_the_server_is_not_answered() {
     pending.accept();
     // the next message the server sees is the answer to a later request, not to 5
     server
-        .request(json!(6), "item/fileChange/requestApproval", json!({"threadId": "t", "turnId": "u", "itemId": "p2"}))
+        .request(
+            json!(6),
+            "item/fileChange/requestApproval",
+            json!({"threadId": "t", "turnId": "u", "itemId": "p2"}),
+        )
         .await
         .unwrap();
     requests.recv().await.unwrap().decline();
@@ -658,7 +739,11 @@ async fn a_panicking_handler_declines() {
         TransportOptions::default(),
     );
     server
-        .request(json!(0), "item/fileChange/requestApproval", json!({"threadId": "t", "turnId": "u", "itemId": "p"}))
+        .request(
+            json!(0),
+            "item/fileChange/requestApproval",
+            json!({"threadId": "t", "turnId": "u", "itemId": "p"}),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -694,7 +779,11 @@ async fn tower_services_and_fixed_decisions_are_handlers() {
         json!({"id": 0, "result": {"permissions": {"fileSystem": {"write": ["/w"]}}, "scope": "session"}})
     );
     server
-        .request(json!(1), "item/fileChange/requestApproval", json!({"threadId": "t", "turnId": "u", "itemId": "p"}))
+        .request(
+            json!(1),
+            "item/fileChange/requestApproval",
+            json!({"threadId": "t", "turnId": "u", "itemId": "p"}),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -707,7 +796,11 @@ async fn tower_services_and_fixed_decisions_are_handlers() {
         TransportOptions::default(),
     );
     server
-        .request(json!(0), "execCommandApproval", json!({"conversationId": "c", "callId": "x", "command": ["ls"]}))
+        .request(
+            json!(0),
+            "execCommandApproval",
+            json!({"conversationId": "c", "callId": "x", "command": ["ls"]}),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -731,7 +824,10 @@ fn overloaded_server(mut server: MemoryServer, overloads: usize) -> tokio::task:
                     .await
                     .unwrap();
             } else {
-                server.respond(&req["id"], json!({"data": []})).await.unwrap();
+                server
+                    .respond(&req["id"], json!({"data": []}))
+                    .await
+                    .unwrap();
             }
         }
         seen
@@ -849,10 +945,7 @@ async fn concurrency_limit_bounds_requests_in_flight() {
     let svc = ServiceBuilder::new()
         .concurrency_limit(2)
         .service(AspService::new(conn.clone()));
-    let calls = (0..6).map(|i| {
-        svc.clone()
-            .oneshot(RawRequest::new("x", json!({ "i": i })))
-    });
+    let calls = (0..6).map(|i| svc.clone().oneshot(RawRequest::new("x", json!({ "i": i }))));
     for result in futures::future::join_all(calls).await {
         result.unwrap();
     }
@@ -895,14 +988,18 @@ async fn poll_ready_reflects_the_bounded_outbound_queue() {
         })
         .await
         .unwrap();
-        fired.push(tokio::spawn(svc.call(RawRequest::new("x", json!({ "i": i })))));
+        fired.push(tokio::spawn(
+            svc.call(RawRequest::new("x", json!({ "i": i }))),
+        ));
         if i == 0 {
             // let the writer take the first message
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     let ready = futures::future::poll_fn(|cx| {
-        Poll::Ready(<AspService as Service<RawRequest>>::poll_ready(&mut svc, cx))
+        Poll::Ready(<AspService as Service<RawRequest>>::poll_ready(
+            &mut svc, cx,
+        ))
     })
     .await;
     assert!(ready.is_pending(), "the queue is full");

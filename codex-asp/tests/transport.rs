@@ -120,7 +120,10 @@ async fn stdio_handshake_and_model_list() {
     let err = conn.initialize(&client()).await.unwrap_err();
     assert!(err.is_invalid_request(), "{err}");
     // unknown methods are -32600 too
-    let err = conn.request_raw("no/such/method", json!({})).await.unwrap_err();
+    let err = conn
+        .request_raw("no/such/method", json!({}))
+        .await
+        .unwrap_err();
     assert!(err.is_invalid_request(), "{err}");
 
     // closing stdin makes codex exit cleanly
@@ -170,7 +173,10 @@ async fn killing_the_app_server_fails_pending_calls_within_milliseconds() {
     }
     let elapsed = killed_at.elapsed();
     eprintln!("{failed} of 3 pending calls failed {elapsed:?} after the kill");
-    assert!(failed > 0, "every thread/start was answered before the kill");
+    assert!(
+        failed > 0,
+        "every thread/start was answered before the kill"
+    );
     assert!(elapsed < Duration::from_millis(500), "took {elapsed:?}");
     // subscriptions end with the same reason
     let err = loop {
@@ -237,10 +243,7 @@ async fn websocket_with_capability_token() {
     let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed())
         .await
         .expect("closed in time");
-    assert!(
-        matches!(reason, CloseReason::PeerClosed { .. }),
-        "{reason}"
-    );
+    assert!(matches!(reason, CloseReason::PeerClosed { .. }), "{reason}");
 }
 
 #[tokio::test]
@@ -285,7 +288,9 @@ async fn a_server_that_cannot_start_reports_its_exit() {
     // a non-loopback address without auth is refused at start-up
     let mut options = WsServerOptions::default().ready_timeout(Duration::from_secs(30));
     options.listen = "0.0.0.0:0".parse().unwrap();
-    let err = WsServer::spawn(home.app_server(), options).await.unwrap_err();
+    let err = WsServer::spawn(home.app_server(), options)
+        .await
+        .unwrap_err();
     let tail = err.stderr_tail().unwrap_or_default().to_owned();
     assert!(err.exit_status().is_some(), "{err}");
     assert!(tail.contains("refusing to start non-loopback"), "{err}");

@@ -184,12 +184,19 @@ impl Driver {
         self.dispatch(Event::Garbage(Arc::new(garbage)));
     }
 
-    fn on_response(&self, id: serde_json::Value, outcome: Result<serde_json::Value, message::RpcError>) {
+    fn on_response(
+        &self,
+        id: serde_json::Value,
+        outcome: Result<serde_json::Value, message::RpcError>,
+    ) {
         let entry = id
             .as_i64()
             .and_then(|id| self.shared.lock().pending.remove(&id));
         let Some(pending) = entry else {
-            self.shared.counters.unmatched.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .unmatched
+                .fetch_add(1, Ordering::Relaxed);
             match &outcome {
                 Err(e) if id.is_null() => tracing::warn!(
                     transport = %self.label,

@@ -177,7 +177,10 @@ mod tests {
         assert!(matches!(parse("nope"), Err(GarbageReason::NotJson(_))));
         assert_eq!(parse("[1,2]"), Err(GarbageReason::NotJsonRpc));
         assert_eq!(parse(r#"{"id":3}"#), Err(GarbageReason::NotJsonRpc));
-        assert_eq!(parse(r#"{"hello":"world"}"#), Err(GarbageReason::NotJsonRpc));
+        assert_eq!(
+            parse(r#"{"hello":"world"}"#),
+            Err(GarbageReason::NotJsonRpc)
+        );
     }
 
     #[test]

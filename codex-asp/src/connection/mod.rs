@@ -236,7 +236,6 @@ impl Shared {
                 .unwrap_or(CloseReason::ClientClosed),
         )
     }
-
 }
 
 struct Inner {
@@ -448,12 +447,11 @@ impl Connection {
 
     /// Sends a notification (`params` omitted when `null`).
     pub async fn notify_raw(&self, method: &str, params: Value) -> Result<()> {
-        let text = message::encode_notification(method, &params).map_err(|source| {
-            Error::Encode {
+        let text =
+            message::encode_notification(method, &params).map_err(|source| Error::Encode {
                 method: method.to_owned(),
                 source,
-            }
-        })?;
+            })?;
         self.check_size(&text)?;
         if let Some(reason) = self.close_reason() {
             return Err(Error::closed(reason));
@@ -545,11 +543,9 @@ impl Connection {
     ) -> Result<(Outbound, PendingCall)> {
         let shared = &self.inner.shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let text = message::encode_request(id, method, params).map_err(|source| {
-            Error::Encode {
-                method: method.to_owned(),
-                source,
-            }
+        let text = message::encode_request(id, method, params).map_err(|source| Error::Encode {
+            method: method.to_owned(),
+            source,
         })?;
         self.check_size(&text)?;
         let (tx, rx) = oneshot::channel();

@@ -355,11 +355,17 @@ mod tests {
         assert!(matches!(reader.recv().await, Frame::Text(t) if t == "first"));
         assert!(matches!(
             reader.recv().await,
-            Frame::Garbage(Garbage { reason: GarbageReason::TooLong { max: 16 }, .. })
+            Frame::Garbage(Garbage {
+                reason: GarbageReason::TooLong { max: 16 },
+                ..
+            })
         ));
         assert!(matches!(
             reader.recv().await,
-            Frame::Garbage(Garbage { reason: GarbageReason::NotUtf8, .. })
+            Frame::Garbage(Garbage {
+                reason: GarbageReason::NotUtf8,
+                ..
+            })
         ));
         assert!(matches!(reader.recv().await, Frame::Text(t) if t == "second"));
         assert!(matches!(reader.recv().await, Frame::Text(t) if t == "third"));
@@ -391,7 +397,10 @@ mod tests {
         let (client, _server) = tokio::io::duplex(1 << 16);
         let mut writer = LinesWriter::new(client, &opts(1024));
         let err = writer.send("x".repeat(2000)).await.unwrap_err();
-        assert!(matches!(err, Error::MessageTooLarge { len: 2000, .. }), "{err}");
+        assert!(
+            matches!(err, Error::MessageTooLarge { len: 2000, .. }),
+            "{err}"
+        );
         let err = writer.send("a\nb".into()).await.unwrap_err();
         assert!(matches!(err, Error::Protocol { .. }), "{err}");
     }

@@ -107,7 +107,8 @@ pub fn spawn(command: CodexCommand, options: &TransportOptions) -> Result<Transp
     })?;
     let (handle, exit_rx, owner) = watch_process(process);
     tracing::debug!(pid = ?handle.pid(), "launched codex app-server on stdio");
-    let reader = LinesReader::new(stdout, options).with_exit(exit_rx, Some(handle.clone()), Some(owner));
+    let reader =
+        LinesReader::new(stdout, options).with_exit(exit_rx, Some(handle.clone()), Some(owner));
     let writer = LinesWriter::new(stdin, options);
     Ok(Transport::new(reader, writer, "stdio").with_process(handle))
 }

@@ -110,24 +110,27 @@ where
     let config = WebSocketConfig::default()
         .max_message_size(Some(options.max_message_bytes))
         .max_frame_size(Some(options.max_message_bytes));
-    let (ws, _response) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-        .await
-        .map_err(|e| match e {
-            tungstenite::Error::Http(response) if response.status() == StatusCode::UNAUTHORIZED => {
-                Error::Unauthorized {
-                    url: label.to_owned(),
-                    body: response
-                        .body()
-                        .as_deref()
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
-                        .unwrap_or_default(),
+    let (ws, _response) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+            .await
+            .map_err(|e| match e {
+                tungstenite::Error::Http(response)
+                    if response.status() == StatusCode::UNAUTHORIZED =>
+                {
+                    Error::Unauthorized {
+                        url: label.to_owned(),
+                        body: response
+                            .body()
+                            .as_deref()
+                            .map(|b| String::from_utf8_lossy(b).into_owned())
+                            .unwrap_or_default(),
+                    }
                 }
-            }
-            other => Error::WebSocket {
-                url: label.to_owned(),
-                source: Box::new(other),
-            },
-        })?;
+                other => Error::WebSocket {
+                    url: label.to_owned(),
+                    source: Box::new(other),
+                },
+            })?;
     tracing::debug!(url = label, "WebSocket to codex app-server open");
     let (sink, stream) = ws.split();
     Ok(Transport::new(
@@ -168,9 +171,13 @@ where
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Close(frame))) => CloseReason::PeerClosed {
                     code: frame.as_ref().map(|f| u16::from(f.code)),
-                    reason: frame.map(|f| f.reason.as_str().to_owned()).unwrap_or_default(),
+                    reason: frame
+                        .map(|f| f.reason.as_str().to_owned())
+                        .unwrap_or_default(),
                 },
-                Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed))
+                Some(Err(
+                    tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
+                ))
                 | None => CloseReason::PeerClosed {
                     code: None,
                     reason: "end of stream".into(),
@@ -376,9 +383,8 @@ impl WsServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         loop {
-            match readyz(addr).await {
-                Ok(200) => break,
-                Ok(_) | Err(_) => {}
+            if let Ok(200) = readyz(addr).await {
+                break;
             }
             check_alive(&mut process).await?;
             if Instant::now() >= deadline {
