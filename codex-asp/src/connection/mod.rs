@@ -9,7 +9,7 @@
 //!   leak under cancellation; a late answer is counted in
 //!   [`ConnectionStats::unmatched_responses`]);
 //! - hands server-to-client requests (approvals) to the
-//!   [`ApprovalHandler`](crate::approval::ApprovalHandler), keeping them in a table of their
+//!   [`ApprovalHandler`], keeping them in a table of their
 //!   own (their ids come from the server's counter and overlap ours); each is answered
 //!   exactly once, declined if the handler fails;
 //! - delivers notifications, in order, to [`Subscription`]s: everything, one thread, or one
