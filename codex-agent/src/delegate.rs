@@ -1,8 +1,9 @@
 //! [`Delegate`]: runs [`DelegateRequest`]s on the best available backend, with proof.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use codex_core::jobs::JobStore;
 use codex_core::{AuthMode, Backend, BackendKind, CodexBinary, Feature, TaskSpec, ThreadId};
@@ -45,6 +46,37 @@ struct Inner {
     auth: Option<AuthMode>,
     state_root: Option<PathBuf>,
     record_jobs: bool,
+    /// Cancellation of the delegations running in this process, by job id.
+    running: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl Inner {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Keeps a running delegation's cancellation reachable by id; unregisters on drop (also when
+/// the delegation's future is dropped mid-way).
+struct Registration {
+    inner: Arc<Inner>,
+    id: String,
+}
+
+impl Registration {
+    fn new(inner: &Arc<Inner>, id: &str, cancel: &CancellationToken) -> Self {
+        inner.running().insert(id.to_owned(), cancel.clone());
+        Registration {
+            inner: inner.clone(),
+            id: id.to_owned(),
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.inner.running().remove(&self.id);
+    }
 }
 
 impl fmt::Debug for Delegate {
@@ -167,6 +199,7 @@ impl DelegateBuilder {
                 auth: self.auth,
                 state_root: self.state_root,
                 record_jobs: self.record_jobs,
+                running: Mutex::default(),
             }),
         }
     }
@@ -274,19 +307,34 @@ impl Delegate {
     /// ```
     pub async fn run(&self, request: DelegateRequest) -> Result<Verified> {
         let prepared = self.prepare(&request, false).await?;
-        let tracker = match &prepared.store {
-            Some(store) if self.inner.record_jobs => {
-                Some(JobTracker::create(store, &prepared.title, prepared.write).await?)
+        let cancel = CancellationToken::new();
+        // dropping this future cancels the delegation, which then still ends its job record
+        let on_drop = cancel.clone().drop_guard();
+        let inner = self.inner.clone();
+        let record = self.inner.record_jobs;
+        let task = tokio::spawn(async move {
+            let tracker = match &prepared.store {
+                Some(store) if record => {
+                    Some(JobTracker::create(store, &prepared.title, prepared.write).await?)
+                }
+                _ => None,
+            };
+            let registration = tracker
+                .as_ref()
+                .map(|t| Registration::new(&inner, t.id(), &cancel));
+            run_tracked(inner, prepared, tracker, cancel, registration).await
+        });
+        let result = match task.await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::warn!("the delegation task ended abnormally: {e}");
+                Err(Error::JobLost {
+                    job_id: "(foreground delegation)".into(),
+                })
             }
-            _ => None,
         };
-        run_tracked(
-            self.inner.clone(),
-            prepared,
-            tracker,
-            CancellationToken::new(),
-        )
-        .await
+        on_drop.disarm();
+        result
     }
 
     /// Starts `request` in the background: records a job, returns its handle at once, and
@@ -309,11 +357,13 @@ impl Delegate {
         let tracker = JobTracker::create(&store, &prepared.title, prepared.write).await?;
         let id = tracker.id().to_owned();
         let cancel = CancellationToken::new();
+        let registration = Registration::new(&self.inner, &id, &cancel);
         let task = tokio::spawn(run_tracked(
             self.inner.clone(),
             prepared,
             Some(tracker),
             cancel.clone(),
+            Some(registration),
         ));
         Ok(JobHandle::new(id, store, task, cancel))
     }
@@ -339,6 +389,50 @@ impl Delegate {
         }
     }
 
+    /// Cancels a delegation running in this process, by job id or unique id prefix (as
+    /// listed by the job store). Returns whether one was found; it then ends as cancelled.
+    ///
+    /// ```
+    /// # let codex = codex_core::CodexBinary::from_parts("codex".into(), codex_core::CodexVersion::new(0, 169, 0), Default::default());
+    /// let d = codex_agent::Delegate::builder(codex).build();
+    /// assert!(!d.cancel("job-0123"));
+    /// ```
+    pub fn cancel(&self, job_id: &str) -> bool {
+        let running = self.inner.running();
+        let matches: Vec<&CancellationToken> = running
+            .iter()
+            .filter(|(id, _)| {
+                id.as_str() == job_id || (!job_id.is_empty() && id.starts_with(job_id))
+            })
+            .map(|(_, token)| token)
+            .collect();
+        match matches.as_slice() {
+            [token] => {
+                token.cancel();
+                true
+            }
+            _ => match running.get(job_id) {
+                Some(token) => {
+                    token.cancel();
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// The ids of the delegations running in this process.
+    ///
+    /// ```
+    /// # let codex = codex_core::CodexBinary::from_parts("codex".into(), codex_core::CodexVersion::new(0, 169, 0), Default::default());
+    /// assert!(codex_agent::Delegate::builder(codex).build().running_jobs().is_empty());
+    /// ```
+    pub fn running_jobs(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.inner.running().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
     /// The checks done before anything starts, and what the run needs.
     async fn prepare(&self, request: &DelegateRequest, background: bool) -> Result<Prepared> {
         let spec = request.to_task_spec()?;
@@ -355,14 +449,21 @@ impl Delegate {
         let store = if needs_store {
             let workspace = request.workspace()?;
             let this = self.clone();
-            Some(
-                tokio::task::spawn_blocking(move || this.job_store(&workspace))
-                    .await
-                    .map_err(|e| Error::Refused {
-                        reason: format!("opening the job store failed: {e}"),
-                        source: None,
-                    })??,
-            )
+            let opened = tokio::task::spawn_blocking(move || this.job_store(&workspace))
+                .await
+                .map_err(|e| Error::Refused {
+                    reason: format!("opening the job store failed: {e}"),
+                    source: None,
+                })?;
+            match opened {
+                Ok(store) => Some(store),
+                // a foreground run only records itself: it can go on without the store
+                Err(e) if !background && !request.continuation().is_resume() => {
+                    tracing::warn!("running without a job record: {e}");
+                    None
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             None
         };
@@ -419,6 +520,7 @@ async fn run_tracked(
     prepared: Prepared,
     mut tracker: Option<JobTracker>,
     cancel: CancellationToken,
+    registration: Option<Registration>,
 ) -> Result<Verified> {
     let delegate = Delegate { inner };
     let result = execute(&delegate, &prepared, &mut tracker, &cancel).await;
@@ -426,6 +528,7 @@ async fn run_tracked(
     if let Some(t) = tracker.as_mut() {
         t.finish(&result).await;
     }
+    drop(registration);
     result.map(|mut v| {
         v.set_job_id(job_id);
         v

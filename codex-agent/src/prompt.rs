@@ -856,6 +856,12 @@ mod tests {
     }
 
     #[test]
+    fn resume_plan_is_pinned() {
+        let plan = PromptPlan::resume("Now add a regression test.", &sample_context());
+        insta::assert_snapshot!("resume_with_context", plan.render());
+    }
+
+    #[test]
     fn resume_sends_only_the_new_instruction() {
         let plan = PromptPlan::resume("Now add a regression test.", &Context::default());
         assert_eq!(plan.render(), "Now add a regression test.");

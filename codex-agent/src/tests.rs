@@ -423,3 +423,63 @@ async fn explicit_resume_uses_that_thread() {
         Some("t-7")
     );
 }
+
+#[tokio::test]
+async fn running_delegations_can_be_cancelled_by_job_id() {
+    let env = Env::new();
+    let asp = FakeBackend::new(BackendKind::AppServer)
+        .script(Script::events(vec![thread("t-1"), turn(Some("u"))]).hang());
+    let delegate = env.delegate(&[&asp]);
+    let d = delegate.clone();
+    let request = env.request("forever");
+    let foreground = tokio::spawn(async move { d.run(request).await });
+    let mut id = None;
+    for _ in 0..400 {
+        if let Some(first) = delegate.running_jobs().first() {
+            id = Some(first.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let id = id.expect("the delegation registered its job");
+    assert!(!delegate.cancel("job-does-not-exist"));
+    assert!(delegate.cancel(&id[..id.len() - 3]));
+    let err = foreground.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+    assert!(delegate.running_jobs().is_empty());
+    let record = delegate.job_store(env.ws.path()).unwrap().get(&id).unwrap();
+    assert_eq!(record.status, JobStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn a_dropped_delegation_leaves_a_cancelled_record() {
+    let env = Env::new();
+    let asp = FakeBackend::new(BackendKind::AppServer)
+        .script(Script::events(vec![thread("t-1"), turn(Some("u"))]).hang());
+    let delegate = env.delegate(&[&asp]);
+    let run = delegate.run(env.request("dropped"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), run)
+            .await
+            .is_err()
+    );
+    // the delegation winds down on its own and ends its record
+    let store = delegate.job_store(env.ws.path()).unwrap();
+    let mut jobs = Vec::new();
+    for _ in 0..400 {
+        jobs = store.list().unwrap().jobs;
+        if jobs.len() == 1 && jobs[0].status.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].status, JobStatus::Cancelled);
+    for _ in 0..400 {
+        if delegate.running_jobs().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(delegate.running_jobs().is_empty());
+}
