@@ -199,10 +199,14 @@ fn test() -> Result<()> {
                 .args(["test", "--doc", "--workspace"])
                 .env("CODEX_BIN", &codex),
         );
+        let mut tool_config = OsString::from("xtask:");
+        tool_config.push(workspace_root().join("xtask").join("nextest.toml"));
         step(
             "tests",
             cargo()
                 .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+                .arg("--tool-config-file")
+                .arg(tool_config)
                 .env("CODEX_BIN", &codex),
         );
     } else {
