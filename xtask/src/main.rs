@@ -7,7 +7,10 @@
 //!   `CODEX_BIN` pointing at the pinned codex;
 //! - `demo`: one offline turn of the real codex (the `codex-bridge-demo` binary);
 //! - `fixtures`: re-record `tests/fixtures/{exec,app-server}/*.jsonl` from the real codex
-//!   (the `record-fixtures` binary, then the harness's app-server test).
+//!   (the `record-fixtures` binary, then the harness's app-server test);
+//! - `protocol-check [--codex PATH]`: compare the App Server Protocol schema of an installed
+//!   codex (default: `CODEX_BIN`, else the pinned one) with `codex-asp/schema/` (exit 1 when
+//!   they differ).
 //!
 //! xtask depends on none of the project's library crates, so it builds even when they do not.
 
@@ -17,6 +20,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+
+mod protocol_check;
 
 /// The codex CLI version the project is pinned to; keep in step with
 /// `tests/src/pinned.rs` (a unit test below checks it).
@@ -47,6 +52,12 @@ enum Task {
     Demo,
     /// Re-record tests/fixtures/{exec,app-server}/*.jsonl from the real pinned codex.
     Fixtures,
+    /// Compare the protocol schema of an installed codex with codex-asp/schema/ (exit 1 if different).
+    ProtocolCheck {
+        /// The codex binary (default: CODEX_BIN, else the pinned one under .tools/).
+        #[arg(long, env = "CODEX_BIN")]
+        codex: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,6 +82,9 @@ fn run_task(task: Task) -> Result<()> {
         Task::Test => test(),
         Task::Demo => demo(),
         Task::Fixtures => fixtures(),
+        Task::ProtocolCheck { codex } => {
+            protocol_check::run(&codex.unwrap_or_else(|| codex_bin(PINNED_CODEX_VERSION)))
+        }
     }
 }
 
