@@ -206,6 +206,16 @@ impl DelegateBuilder {
 }
 
 /// What [`Delegate::delegate`] returns: the outcome, or the background job.
+///
+/// ```
+/// # fn demo(d: codex_agent::Delegation) {
+/// match d {
+///     codex_agent::Delegation::Finished(v) => println!("{}", v.final_message().unwrap_or_default()),
+///     codex_agent::Delegation::Background(job) => println!("job {}", job.id()),
+///     _ => {}
+/// }
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Delegation {

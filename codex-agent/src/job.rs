@@ -309,36 +309,80 @@ impl JobHandle {
     }
 
     /// The job id (as listed by `store.list()` and `codex-companion status`).
+    ///
+    /// ```
+    /// # fn demo(job: &codex_agent::JobHandle) {
+    /// println!("started {}", job.id());
+    /// # }
+    /// ```
     pub fn id(&self) -> &str {
         &self.id
     }
 
     /// The job store holding the record.
+    ///
+    /// ```
+    /// # fn demo(job: &codex_agent::JobHandle) {
+    /// println!("{}", job.store().dir().display());
+    /// # }
+    /// ```
     pub fn store(&self) -> &JobStore {
         &self.store
     }
 
     /// The job's log file.
+    ///
+    /// ```
+    /// # fn demo(job: &codex_agent::JobHandle) {
+    /// println!("tail -f {}", job.log_path().display());
+    /// # }
+    /// ```
     pub fn log_path(&self) -> PathBuf {
         self.store.log_path(&self.id)
     }
 
     /// The current record (status, phase, thread, result or error).
+    ///
+    /// ```
+    /// # fn demo(job: &codex_agent::JobHandle) -> codex_agent::Result<()> {
+    /// let record = job.record()?;
+    /// println!("{} {:?}", record.status, record.phase);
+    /// # Ok(()) }
+    /// ```
     pub fn record(&self) -> Result<JobRecord> {
         Ok(self.store.get(&self.id)?)
     }
 
     /// Asks the job to stop; it then ends as cancelled.
+    ///
+    /// ```
+    /// # fn demo(job: &codex_agent::JobHandle) {
+    /// job.cancel();
+    /// # }
+    /// ```
     pub fn cancel(&self) {
         self.cancel.cancel();
     }
 
     /// Whether the job's task has ended.
+    ///
+    /// ```
+    /// # fn demo(job: &codex_agent::JobHandle) {
+    /// if !job.is_finished() { println!("still running"); }
+    /// # }
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
     }
 
     /// Waits for the outcome.
+    ///
+    /// ```
+    /// # async fn demo(job: codex_agent::JobHandle) -> codex_agent::Result<()> {
+    /// let verified = job.wait().await?;
+    /// println!("{}", verified.thread_id());
+    /// # Ok(()) }
+    /// ```
     pub async fn wait(self) -> Result<Verified> {
         match self.task.await {
             Ok(result) => result,

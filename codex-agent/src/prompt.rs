@@ -122,6 +122,12 @@ impl std::str::FromStr for Intent {
 }
 
 /// The shape of the answer asked for in the output contract.
+///
+/// ```
+/// use codex_agent::prompt::{BlockKind, Context, Intent, OutputStyle, Recipe};
+/// let p = Recipe::new(Intent::Review).style(OutputStyle::Structured).plan("x", &Context::default());
+/// assert!(p.block(BlockKind::OutputContract).unwrap().contains("## Verdict"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -134,6 +140,11 @@ pub enum OutputStyle {
 }
 
 /// The kinds of prompt blocks. The declaration order is the rendering order.
+///
+/// ```
+/// use codex_agent::prompt::BlockKind;
+/// assert!(BlockKind::Task < BlockKind::OutputContract);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -393,6 +404,13 @@ fn fence_for(text: &str) -> String {
 }
 
 /// A change a caller makes to a recipe's prompt.
+///
+/// ```
+/// use codex_agent::prompt::{BlockKind, PromptOverride};
+/// let req = codex_agent::DelegateRequest::new("x")
+///     .prompt_override(PromptOverride::Replace(BlockKind::OutputContract, "One line.".into()));
+/// assert!(req.prompt().ends_with("<output_contract>\nOne line.\n</output_contract>"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum PromptOverride {

@@ -41,6 +41,12 @@ impl Continuation {
 }
 
 /// Whether the caller waits for the outcome.
+///
+/// ```
+/// use codex_agent::{DelegateRequest, Mode};
+/// assert_eq!(Mode::default(), Mode::Foreground);
+/// assert!(DelegateRequest::new("x").background(true).is_background());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]

@@ -68,56 +68,123 @@ fn ser_version<S: serde::Serializer>(
 
 impl Verified {
     /// The backend that ran the turn.
+    ///
+    /// ```
+    /// # fn demo(v: &codex_agent::Verified) {
+    /// if v.backend() == codex_core::BackendKind::Exec { println!("ran through codex exec"); }
+    /// # }
+    /// ```
     pub fn backend(&self) -> BackendKind {
         self.backend
     }
 
     /// The version of the codex that ran it.
+    ///
+    /// ```
+    /// # fn demo(v: &codex_agent::Verified) {
+    /// println!("codex {}", v.codex_version());
+    /// # }
+    /// ```
     pub fn codex_version(&self) -> &CodexVersion {
         &self.codex_version
     }
 
     /// The thread (resume it with `Continuation::Resume`).
+    ///
+    /// ```
+    /// # fn demo(v: &codex_agent::Verified) {
+    /// let next = codex_agent::DelegateRequest::new("now add tests")
+    ///     .continue_with(codex_agent::Continuation::Resume(v.thread_id().clone()));
+    /// # let _ = next; }
+    /// ```
     pub fn thread_id(&self) -> &ThreadId {
         &self.thread_id
     }
 
     /// The turn id, when the backend reports one (the app-server does, `codex exec` does not).
+    ///
+    /// ```
+    /// # fn demo(v: &codex_agent::Verified) {
+    /// if let Some(turn) = v.turn_id() { println!("turn {turn}"); }
+    /// # }
+    /// ```
     pub fn turn_id(&self) -> Option<&TurnId> {
         self.turn_id.as_ref()
     }
 
     /// Every item completed inside the turn, in order.
+    ///
+    /// ```
+    /// # fn demo(v: &codex_agent::Verified) {
+    /// for item in v.items() { println!("{}", item.details.kind_name()); }
+    /// # }
+    /// ```
     pub fn items(&self) -> &[Item] {
         &self.items
     }
 
     /// The turn's last agent message.
+    ///
+    /// ```
+    /// # fn demo(v: &codex_agent::Verified) {
+    /// println!("{}", v.final_message().unwrap_or("(no message)"));
+    /// # }
+    /// ```
     pub fn final_message(&self) -> Option<&str> {
         self.final_message.as_deref()
     }
 
     /// Token usage, when reported.
+    ///
+    /// ```
+    /// # fn demo(v: &codex_agent::Verified) {
+    /// if let Some(u) = v.usage() { println!("{} output tokens", u.output_tokens); }
+    /// # }
+    /// ```
     pub fn usage(&self) -> Option<&Usage> {
         self.usage.as_ref()
     }
 
     /// Files the turn created, changed or removed, in first-touched order.
+    ///
+    /// ```
+    /// # fn demo(v: &codex_agent::Verified) {
+    /// for path in v.touched_files() { println!("{}", path.display()); }
+    /// # }
+    /// ```
     pub fn touched_files(&self) -> &[PathBuf] {
         &self.touched_files
     }
 
     /// Whether the turn continued an existing thread.
+    ///
+    /// ```
+    /// # fn demo(v: &codex_agent::Verified) {
+    /// println!("{}", if v.resumed() { "continued" } else { "new thread" });
+    /// # }
+    /// ```
     pub fn resumed(&self) -> bool {
         self.resumed
     }
 
     /// The job that recorded the run, when one did.
+    ///
+    /// ```
+    /// # fn demo(v: &codex_agent::Verified) {
+    /// if let Some(id) = v.job_id() { println!("job {id}"); }
+    /// # }
+    /// ```
     pub fn job_id(&self) -> Option<&str> {
         self.job_id.as_deref()
     }
 
     /// The commands the turn ran, with their exit codes.
+    ///
+    /// ```
+    /// # fn demo(v: &codex_agent::Verified) {
+    /// for (cmd, code) in v.commands() { println!("{cmd}: {code:?}"); }
+    /// # }
+    /// ```
     pub fn commands(&self) -> Vec<(&str, Option<i32>)> {
         self.items
             .iter()
@@ -131,6 +198,12 @@ impl Verified {
     }
 
     /// The turn's reasoning summaries, joined.
+    ///
+    /// ```
+    /// # fn demo(v: &codex_agent::Verified) {
+    /// println!("{}", v.reasoning_summary().unwrap_or_default());
+    /// # }
+    /// ```
     pub fn reasoning_summary(&self) -> Option<String> {
         let parts: Vec<&str> = self
             .items
