@@ -108,7 +108,7 @@ impl Driver {
                         if let Some(tx) = self.writer_close.take() {
                             let _ = tx.send(());
                         }
-                        let at = Instant::now() + grace;
+                        let at = crate::transport::deadline(grace);
                         closing = Some(closing.map_or(at, |c| c.min(at)));
                     }
                     None => ctl_open = false,

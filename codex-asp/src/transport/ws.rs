@@ -83,6 +83,16 @@ pub async fn connect_unix(
     handshake(&label, request, stream, options).await
 }
 
+/// Where codex's own daemon (`codex app-server daemon start`) listens: a WebSocket over the
+/// unix socket `$CODEX_HOME/app-server-control/app-server-control.sock` (connect with
+/// [`connect_unix`]).
+pub fn daemon_socket(codex_home: impl AsRef<Path>) -> PathBuf {
+    codex_home
+        .as_ref()
+        .join("app-server-control")
+        .join("app-server-control.sock")
+}
+
 fn build_request(url: &str, token: Option<&str>) -> Result<Request> {
     let mut request = url.into_client_request().map_err(|e| Error::WebSocket {
         url: url.to_owned(),
@@ -364,7 +374,7 @@ impl WsServer {
                 .arg(file.as_os_str());
         }
         let mut process = command.spawn()?;
-        let deadline = Instant::now() + options.ready_timeout;
+        let deadline = super::deadline(options.ready_timeout);
         let tail = process.stderr_tail();
         let addr = loop {
             if let Some(addr) = parse_listening(&tail.snapshot()) {
@@ -460,7 +470,7 @@ impl UnixServer {
             .arg("--listen")
             .arg(format!("unix://{}", path.display()))
             .spawn()?;
-        let deadline = Instant::now() + ready_timeout;
+        let deadline = super::deadline(ready_timeout);
         loop {
             if UnixStream::connect(&path).await.is_ok() {
                 break;
