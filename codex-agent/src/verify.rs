@@ -247,7 +247,7 @@ enum End {
 pub(crate) enum Step {
     /// Keep reading.
     Continue,
-    /// Our turn ended; drain the rest.
+    /// Our turn ended; stop reading and ask for the outcome.
     Ended,
 }
 
@@ -589,9 +589,15 @@ pub(crate) async fn observe_run(
             event = run.next_event() => {
                 let Some(event) = event else { break };
                 hook.event(&event).await;
-                if let Err(e) = witness.observe(&event) {
-                    run.cancel();
-                    return Err(e);
+                match witness.observe(&event) {
+                    Ok(Step::Continue) => {}
+                    // our turn is over: what follows is not part of it; the outcome closes
+                    // the stream and must come promptly
+                    Ok(Step::Ended) => break,
+                    Err(e) => {
+                        run.cancel();
+                        return Err(e);
+                    }
                 }
             }
         }
