@@ -1,6 +1,6 @@
 //! Delegations recorded as jobs in the workspace's [`JobStore`], and background handles.
 //!
-//! Each delegation (foreground or background) is a [`JobKind::Task`] record in the job store
+//! Each delegation (foreground or background) is a [`JobKind::Task`](codex_core::jobs::JobKind::Task) record in the job store
 //! of its workspace, the same records `codex-companion status` reads: created queued, claimed
 //! by this process when the run starts, its phase following the events (editing on file
 //! changes, verifying on commands), then completed with its result or failed / cancelled with
