@@ -1017,3 +1017,29 @@ async fn poll_ready_reflects_the_bounded_outbound_queue() {
         f.abort();
     }
 }
+
+#[tokio::test]
+async fn a_panicking_subscription_filter_does_not_break_the_connection() {
+    let (conn, mut server) = pair();
+    let fake = tokio::spawn(async move {
+        for _ in 0..2 {
+            let req = recv(&mut server).await;
+            server
+                .respond(&req["id"], json!({"ok": true}))
+                .await
+                .unwrap();
+        }
+        server
+    });
+    let (value, sub) = conn
+        .request_raw_subscribed("x", json!({}), |_| panic!("filter bug"))
+        .await
+        .unwrap();
+    assert_eq!(value, json!({"ok": true}));
+    assert!(sub.is_none());
+    assert_eq!(
+        conn.request_raw("y", json!({})).await.unwrap(),
+        json!({"ok": true})
+    );
+    fake.await.unwrap();
+}

@@ -55,6 +55,11 @@ pub(crate) fn start(parts: Parts) {
         parts.ctl_tx,
     ));
     let driver = Driver {
+        _guard: CloseOnDrop {
+            shared: parts.shared.clone(),
+            writer: writer.abort_handle(),
+            label: parts.label.clone(),
+        },
         shared: parts.shared,
         reader: parts.reader,
         ctl_rx: parts.ctl_rx,
@@ -69,6 +74,9 @@ pub(crate) fn start(parts: Parts) {
 }
 
 struct Driver {
+    /// Closes the connection if the driver stops without closing it (a panic, or the runtime
+    /// shutting down), so that no caller waits forever.
+    _guard: CloseOnDrop,
     shared: Arc<Shared>,
     reader: Box<dyn FrameRead>,
     ctl_rx: mpsc::UnboundedReceiver<Control>,
@@ -78,6 +86,56 @@ struct Driver {
     writer: JoinHandle<()>,
     writer_close: Option<oneshot::Sender<()>>,
     label: String,
+}
+
+/// Marks the connection closed: fails every pending request, ends every subscription and
+/// resolves every unanswered server request. Does nothing when already closed.
+fn close_shared(shared: &Shared, reason: CloseReason, label: &str) {
+    let (pending, subs, server_requests) = {
+        let mut st = shared.lock();
+        if st.closed.is_some() {
+            return;
+        }
+        st.closed = Some(reason.clone());
+        (
+            std::mem::take(&mut st.pending),
+            std::mem::take(&mut st.subs),
+            std::mem::take(&mut st.server_requests),
+        )
+    };
+    shared.closed_tx.send_replace(Some(reason.clone()));
+    tracing::debug!(
+        transport = %label,
+        pending = pending.len(),
+        "codex app-server connection closed: {reason}"
+    );
+    for (_, p) in pending {
+        let _ = p.tx.send(Outcome::Failed(Error::closed(reason.clone())));
+    }
+    drop(subs);
+    for (_, (_, token)) in server_requests {
+        token.cancel();
+    }
+}
+
+struct CloseOnDrop {
+    shared: Arc<Shared>,
+    writer: tokio::task::AbortHandle,
+    label: String,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.writer.abort();
+        close_shared(
+            &self.shared,
+            CloseReason::Failed {
+                message: "the connection task stopped unexpectedly".into(),
+                source: None,
+            },
+            &self.label,
+        );
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -133,28 +191,7 @@ impl Driver {
     }
 
     fn finish(self, reason: CloseReason) {
-        let (pending, subs, server_requests) = {
-            let mut st = self.shared.lock();
-            st.closed = Some(reason.clone());
-            (
-                std::mem::take(&mut st.pending),
-                std::mem::take(&mut st.subs),
-                std::mem::take(&mut st.server_requests),
-            )
-        };
-        self.shared.closed_tx.send_replace(Some(reason.clone()));
-        tracing::debug!(
-            transport = %self.label,
-            pending = pending.len(),
-            "codex app-server connection closed: {reason}"
-        );
-        for (_, p) in pending {
-            let _ = p.tx.send(Outcome::Failed(Error::closed(reason.clone())));
-        }
-        drop(subs);
-        for (_, (_, token)) in server_requests {
-            token.cancel();
-        }
+        close_shared(&self.shared, reason, &self.label);
         self.writer.abort();
         // dropping the reader kills an app-server the transport launched
         drop(self.reader);
@@ -211,7 +248,7 @@ impl Driver {
             Ok(value) => {
                 let mut subscribed = false;
                 if let Some((filter_for, parts)) = pending.subscribe
-                    && let Some(filter) = filter_for(&value)
+                    && let Some(filter) = call_filter(filter_for, &value)
                 {
                     let mut st = self.shared.lock();
                     if !parts.tx.is_closed() {
@@ -292,6 +329,17 @@ impl Driver {
             }
             sub.deliver(event.clone(), lagged)
         });
+    }
+}
+
+/// Runs a caller's filter function, treating a panic as "no subscription".
+fn call_filter(filter_for: super::FilterFn, value: &serde_json::Value) -> Option<super::Filter> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| filter_for(value))) {
+        Ok(filter) => filter,
+        Err(_) => {
+            tracing::warn!("the subscription filter panicked; not subscribing");
+            None
+        }
     }
 }
 

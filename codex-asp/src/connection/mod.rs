@@ -182,7 +182,7 @@ pub(crate) enum Outcome {
     Failed(Error),
 }
 
-type FilterFn = Box<dyn FnOnce(&Value) -> Option<Filter> + Send>;
+pub(crate) type FilterFn = Box<dyn FnOnce(&Value) -> Option<Filter> + Send>;
 
 pub(crate) struct Pending {
     tx: oneshot::Sender<Outcome>,
