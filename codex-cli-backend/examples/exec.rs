@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! cargo run -p codex-cli-backend --example exec -- [--cd DIR] [--write] [--timeout SECS]
-//!     [--model MODEL] [--skip-git-repo-check] PROMPT
+//!     [--model MODEL] [--add-dir DIR] [--resume THREAD_ID] [--skip-git-repo-check] PROMPT
 //! ```
 //!
 //! Uses the codex of the environment (`CODEX_BIN`, else `codex` on `PATH`) and its
 //! `CODEX_HOME`. Without `--write` the turn runs in a read-only sandbox; with it, the
 //! FullAuto preset (workspace-write sandbox). Each event is printed as one JSON line as it
-//! arrives, then the final message. Exits 0 only when the turn completed.
+//! arrives, then the final message. `--resume` runs the turn on an existing thread
+//! (`codex exec resume`). Exits 0 only when the turn completed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,13 +18,15 @@ use std::time::Duration;
 use codex_cli_backend::CliBackend;
 use codex_core::{Backend, Preset, TaskSpec};
 
-const USAGE: &str = "usage: exec [--cd DIR] [--write] [--timeout SECS] [--model MODEL] [--skip-git-repo-check] PROMPT";
+const USAGE: &str = "usage: exec [--cd DIR] [--write] [--timeout SECS] [--model MODEL] [--add-dir DIR] [--resume THREAD_ID] [--skip-git-repo-check] PROMPT";
 
 struct Options {
     cd: Option<PathBuf>,
     write: bool,
     timeout: Option<Duration>,
     model: Option<String>,
+    add_dirs: Vec<PathBuf>,
+    resume: Option<String>,
     skip_git_repo_check: bool,
     prompt: String,
 }
@@ -34,6 +37,8 @@ fn parse_args() -> Result<Options, String> {
         write: false,
         timeout: None,
         model: None,
+        add_dirs: Vec::new(),
+        resume: None,
         skip_git_repo_check: false,
         prompt: String::new(),
     };
@@ -56,6 +61,10 @@ fn parse_args() -> Result<Options, String> {
                 opts.timeout = Some(Duration::from_secs_f64(secs));
             }
             "--model" | "-m" => opts.model = Some(args.next().ok_or("--model needs a name")?),
+            "--add-dir" => opts
+                .add_dirs
+                .push(args.next().ok_or("--add-dir needs a directory")?.into()),
+            "--resume" => opts.resume = Some(args.next().ok_or("--resume needs a thread id")?),
             "--skip-git-repo-check" => opts.skip_git_repo_check = true,
             "-h" | "--help" => return Err(USAGE.into()),
             "--" => words.extend(args.by_ref()),
@@ -111,8 +120,15 @@ async fn main() -> ExitCode {
     if let Some(m) = opts.model {
         spec = spec.model(m);
     }
+    for dir in opts.add_dirs {
+        spec = spec.writable_dir(dir);
+    }
 
-    let mut run = match backend.start(spec).await {
+    let started = match &opts.resume {
+        Some(id) => backend.resume(&id.as_str().into(), spec).await,
+        None => backend.start(spec).await,
+    };
+    let mut run = match started {
         Ok(run) => run,
         Err(e) => {
             eprintln!("error: {e}");

@@ -448,36 +448,44 @@ mod tests {
   -o, --output-last-message <FILE>
   -h, --help
 ";
-    /// An older CLI shape (illustrative, abridged): `--full-auto` exists, there is no
-    /// `--ephemeral`, and this `exec resume` takes `--full-auto`, `--sandbox` and `-C` but no
-    /// `--output-schema`.
-    const HELP_OLD_EXEC: &str = "
+    /// The option lines of `codex exec --help` / `codex exec resume --help` of the real
+    /// 0.100.0: `--full-auto` on both; `exec resume` has no `--sandbox`, `-C`, `--add-dir`,
+    /// `-o` or `--output-schema`.
+    const HELP_0_100_EXEC: &str = "
+  -c, --config <key=value>
+      --enable <FEATURE>
+      --disable <FEATURE>
   -i, --image <FILE>...
   -m, --model <MODEL>
       --oss
+      --local-provider <OSS_PROVIDER>
   -s, --sandbox <SANDBOX_MODE>
   -p, --profile <CONFIG_PROFILE>
       --full-auto
       --dangerously-bypass-approvals-and-sandbox
   -C, --cd <DIR>
       --skip-git-repo-check
+      --add-dir <DIR>
+      --ephemeral
       --output-schema <FILE>
-  -c, --config <key=value>
       --color <COLOR>
       --json
   -o, --output-last-message <FILE>
   -h, --help
   -V, --version
 ";
-    const HELP_OLD_RESUME: &str = "
+    const HELP_0_100_RESUME: &str = "
   -c, --config <key=value>
       --last
+      --all
+      --enable <FEATURE>
+      --disable <FEATURE>
   -i, --image <FILE>
   -m, --model <MODEL>
       --full-auto
-  -s, --sandbox <SANDBOX_MODE>
-  -C, --cd <DIR>
+      --dangerously-bypass-approvals-and-sandbox
       --skip-git-repo-check
+      --ephemeral
       --json
   -h, --help
 ";
@@ -487,7 +495,7 @@ mod tests {
     }
 
     fn caps_old() -> Capabilities {
-        Capabilities::from_help(HELP_OLD_EXEC, HELP_OLD_RESUME)
+        Capabilities::from_help(HELP_0_100_EXEC, HELP_0_100_RESUME)
     }
 
     fn render(args: &[OsString]) -> String {
@@ -539,11 +547,11 @@ mod tests {
         let caps = caps_old();
         for (name, spec) in presets() {
             insta::assert_snapshot!(
-                format!("preset_old_new_{name}"),
+                format!("preset_0_100_new_{name}"),
                 render_strs(&args(&caps, &spec, &Mode::New))
             );
             insta::assert_snapshot!(
-                format!("preset_old_resume_{name}"),
+                format!("preset_0_100_resume_{name}"),
                 render_strs(&args(&caps, &spec, &resume()))
             );
         }
@@ -590,10 +598,9 @@ mod tests {
 
     #[test]
     fn every_option_on_each_cli_and_mode() {
-        for (caps_name, caps) in [("0_169", caps_0_169()), ("old", caps_old())] {
+        for (caps_name, caps) in [("0_169", caps_0_169()), ("0_100", caps_old())] {
             for (mode_name, mode) in [("new", Mode::New), ("resume", resume())] {
-                // older CLIs have no --ephemeral (checked in `missing_flags_are_named`)
-                let spec = everything().ephemeral(caps_name == "0_169");
+                let spec = everything();
                 let result = build_args(&caps, &spec, &mode, &all_files());
                 let text = match result {
                     Ok(a) => a
@@ -606,6 +613,27 @@ mod tests {
                 insta::assert_snapshot!(format!("everything_{caps_name}_{mode_name}"), text);
             }
         }
+    }
+
+    #[test]
+    fn resume_on_0_100_leaves_out_what_it_lacks() {
+        let files = ArgFiles::none().last_message("/tmp/x/last-message.txt");
+        let a: Vec<String> = build_args(&caps_old(), &everything(), &resume(), &files)
+            .unwrap()
+            .into_iter()
+            .map(|x| x.to_string_lossy().into_owned())
+            .collect();
+        assert!(a.contains(&"--full-auto".to_owned()));
+        assert!(!a.contains(&"--output-last-message".to_owned()));
+        assert!(!a.contains(&"--cd".to_owned()));
+        assert!(
+            a.contains(
+                &"sandbox_workspace_write.writable_roots=[\"/work/other\", \"/work/third dir\"]"
+                    .to_owned()
+            ),
+            "{a:?}"
+        );
+        insta::assert_snapshot!("everything_0_100_resume_without_schema", a.join("\n"));
     }
 
     #[test]
