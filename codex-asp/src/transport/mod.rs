@@ -23,8 +23,9 @@
 //!   `Authorization: Bearer TOKEN`; without it the answer is `401 Unauthorized` with the body
 //!   `missing websocket bearer token`, with a wrong token also 401.
 //! - `--listen unix://PATH`: `PATH` becomes a symlink to a socket under
-//!   `/tmp/codex-daemon-<uid>/`; nothing is printed; the socket speaks WebSocket (the HTTP
-//!   upgrade request may use any host, e.g. `ws://localhost/`); plain JSONL is closed.
+//!   `/tmp/codex-daemon-<uid>/`; nothing is printed; the socket speaks WebSocket (this client
+//!   upgrades with `ws://localhost/`, which codex accepts); plain JSONL is closed. codex's own
+//!   daemon listens the same way on `$CODEX_HOME/app-server-control/app-server-control.sock`.
 //!
 //! Frames are bounded ([`TransportOptions::max_message_bytes`], 64 MiB by default). Over
 //! stdio an over-long line is skipped and reported as [`Frame::Garbage`]; over a WebSocket
