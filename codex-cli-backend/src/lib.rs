@@ -29,11 +29,28 @@
 //! schema, last-message file) is removed. `error` events (`Reconnecting... 1/5`) are not
 //! terminal: codex may still succeed.
 //!
+//! ## Flags that differ between codex versions (read from the real `--help` texts)
+//!
+//! | flag                                       | 0.100 | 0.120 | 0.125 | 0.128 | 0.131 | 0.132 | 0.169 |
+//! |--------------------------------------------|-------|-------|-------|-------|-------|-------|-------|
+//! | `exec --full-auto`                         | yes   | yes   | yes   | no    | no    | no    | no    |
+//! | `exec resume --full-auto`                  | yes   | yes   | yes   | no    | no    | no    | no    |
+//! | `exec resume -o/--output-last-message`     | no    | yes   | yes   | yes   | yes   | yes   | yes   |
+//! | `exec resume --output-schema`              | no    | no    | no    | no    | no    | yes   | yes   |
+//! | `exec resume --sandbox`, `-C`, `--add-dir` | no    | no    | no    | no    | no    | no    | no    |
+//!
+//! (0.126.0 and 0.127.0 were never published.) Every one of these accepts `exec --json`,
+//! `--sandbox`, `-C`, `--add-dir`, `--skip-git-repo-check`, `--ephemeral`,
+//! `--output-schema`, `-o`, `-i`, `-m`, `-c`, and none has `exec -a/--ask-for-approval`.
+//! (0.129.0, 0.130.0 are like 0.128.0; 0.135.0, 0.140.0 like 0.132.0.) Start and resume
+//! with the FullAuto preset were run end to end on 0.100.0, 0.125.0, 0.128.0, 0.140.0 and
+//! 0.169.0: `--full-auto` where it exists, else
+//! `--sandbox workspace-write -c approval_policy="on-request"` (and on resume
+//! `-c sandbox_mode=...`).
+//!
 //! ## Facts about the real codex (verified with 0.169.0 on Linux)
 //!
-//! - `codex exec` of 0.169.0 has no `--full-auto` (it is rejected as an unknown flag; older
-//!   CLIs had it) and no `-a/--ask-for-approval`: the FullAuto preset becomes
-//!   `--sandbox workspace-write -c approval_policy="on-request"`. `codex exec` forces
+//! - `codex exec --full-auto` is a usage error (exit 2) in 0.169.0. `codex exec` forces
 //!   approvals to "never" anyway: escalations are refused without an item.
 //! - `codex exec resume` of 0.169.0 accepts none of `--sandbox`, `-C/--cd`, `--add-dir`: the
 //!   sandbox goes as `-c sandbox_mode="..."`, the working directory is the process's current
