@@ -1,20 +1,26 @@
-//! `codex-bridge-demo` (run by `cargo xtask demo`): one offline turn of the real pinned codex.
+//! `codex-bridge-demo` (run by `cargo xtask demo`): real codex turns, offline, through the
+//! library.
 //!
-//! Starts the mock Responses API with a streamed reply scripted, writes a private
-//! `CODEX_HOME`, runs `codex exec --json --skip-git-repo-check -` on the prompt "Say hello"
-//! and prints each JSONL line codex wrote. A placeholder: it will go through the library.
+//! Starts the bundled mock Responses API on 127.0.0.1, writes a private `CODEX_HOME` that
+//! points codex at it, and runs turns of the real pinned codex through codex-bridge's
+//! backends, printing every event as it arrives and the outcome last:
+//!
+//! 1. the exec backend (`codex exec --json`): a streamed answer, then a shell command;
+//! 2. resume of the same thread.
+//!
+//! Exit status 0 only when every turn completed.
 
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace, pinned_codex};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use codex_cli_backend::CliBackend;
+use codex_core::{Backend, CodexBinary, Event, ItemDetails, Run, TaskSpec, TurnOutcome};
 
-const PROMPT: &str = "Say hello";
-
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     match run().await {
-        Ok(code) => code,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("codex-bridge-demo: {e:#}");
             ExitCode::FAILURE
@@ -22,47 +28,85 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<ExitCode> {
+async fn run() -> anyhow::Result<()> {
     let mock = MockModel::start().await;
-    mock.push(Reply::streamed(&["Hello", ", ", "world", "!"]));
     let home = CodexHome::new(&mock);
-    let workspace = TempWorkspace::new();
-    let codex = pinned_codex();
-    println!("# codex: {}", codex.display());
-    println!("# mock:  {}", mock.base_url());
-    println!("# prompt: {PROMPT}");
+    let workspace = TempWorkspace::new().git_repo();
+    let binary = CodexBinary::probe(pinned_codex()).await?;
+    println!("codex   {} ({})", binary.version(), binary.path().display());
+    println!("model   mock Responses API at {}", mock.base_url());
+    println!("home    {}", home.path().display());
 
-    let mut command = tokio::process::Command::new(&codex);
-    home.apply_env(&mut command)
-        .args(["exec", "--json", "--skip-git-repo-check", "-"])
-        .current_dir(workspace.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    let mut child = command.spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(PROMPT.as_bytes()).await?;
+    let backend = CliBackend::builder()
+        .binary(binary)
+        .envs(home.env())
+        .default_timeout(Duration::from_secs(60))
+        .build()?;
+
+    println!("\n== exec backend: a streamed answer");
+    mock.push(Reply::streamed(&[
+        "Hello", " from", " the", " mock", " model.",
+    ]));
+    let spec = TaskSpec::new("Say hello").cwd(workspace.path());
+    let first = show(backend.start(spec).await?).await?;
+
+    println!("\n== exec backend: a shell command");
+    mock.push(Reply::exec_command("call-1", "echo codex-bridge says hi"));
+    mock.push(Reply::text("The command printed a greeting."));
+    let spec = TaskSpec::new("Run a greeting command").cwd(workspace.path());
+    show(backend.start(spec).await?).await?;
+
+    println!("\n== exec backend: resume thread {}", first.thread_id);
+    mock.push(Reply::text("Yes, I remember saying hello."));
+    let spec = TaskSpec::new("Do you remember what you said?").cwd(workspace.path());
+    let resumed = show(backend.resume(&first.thread_id, spec).await?).await?;
+    anyhow::ensure!(
+        resumed.thread_id == first.thread_id,
+        "resume changed the thread id"
+    );
+    Ok(())
+}
+
+async fn show(mut run: Run) -> anyhow::Result<TurnOutcome> {
+    while let Some(event) = run.next_event().await {
+        println!("  {}", describe(&event));
     }
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let reading = async {
-        while let Some(line) = lines.next_line().await? {
-            println!("{line}");
-        }
-        anyhow::Ok(())
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(60), reading)
-        .await
-        .map_err(|_| anyhow::anyhow!("codex did not finish within 60 s"))??;
-    let status = child.wait().await?;
-    println!("# exit: {status}");
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let outcome = run.outcome().await?;
+    println!(
+        "  => thread {} | final message: {}",
+        outcome.thread_id,
+        outcome.final_message.as_deref().unwrap_or("(none)")
+    );
+    Ok(outcome)
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::ThreadStarted { thread_id } => format!("thread.started {thread_id}"),
+        Event::TurnStarted { .. } => "turn.started".into(),
+        Event::ItemStarted { item } => format!("item.started {}", item.details.kind_name()),
+        Event::ItemUpdated { item } => format!("item.updated {}", item.details.kind_name()),
+        Event::ItemCompleted { item } => match &item.details {
+            ItemDetails::AgentMessage { text } => format!("agent_message: {text}"),
+            ItemDetails::CommandExecution {
+                command,
+                aggregated_output,
+                exit_code,
+                ..
+            } => {
+                format!(
+                    "command_execution: {command} -> exit {} output {:?}",
+                    exit_code.map_or("?".into(), |c| c.to_string()),
+                    aggregated_output.trim()
+                )
+            }
+            other => format!("item.completed {}", other.kind_name()),
+        },
+        Event::TurnCompleted { usage, .. } => format!(
+            "turn.completed (tokens in/out: {}/{})",
+            usage.map_or(0, |u| u.input_tokens),
+            usage.map_or(0, |u| u.output_tokens)
+        ),
+        other => format!("{other:?}"),
+    }
 }
