@@ -10,7 +10,10 @@
 //!   (the `record-fixtures` binary, then the harness's app-server test);
 //! - `protocol-check [--codex PATH]`: compare the App Server Protocol schema of an installed
 //!   codex (default: `CODEX_BIN`, else the pinned one) with `codex-asp/schema/` (exit 1 when
-//!   they differ).
+//!   they differ);
+//! - `compat [--versions V1,V2,...] [--suite cli|asp|all]`: run the end-to-end suites against
+//!   several codex versions (installed like `codex`) and print a version × suite table (exit 1
+//!   when a version in the supported range fails).
 //!
 //! xtask depends on none of the project's library crates, so it builds even when they do not.
 
@@ -21,6 +24,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod compat;
 mod protocol_check;
 
 /// The codex CLI version the project is pinned to; keep in step with
@@ -58,6 +62,15 @@ enum Task {
         #[arg(long, env = "CODEX_BIN")]
         codex: Option<PathBuf>,
     },
+    /// Run the end-to-end suites against several codex versions and print a results table.
+    Compat {
+        /// Comma-separated codex versions (default: oldest supported, a mid one, the pinned one).
+        #[arg(long, value_delimiter = ',')]
+        versions: Option<Vec<String>>,
+        /// Which suites to run.
+        #[arg(long, value_enum, default_value = "all")]
+        suite: compat::SuiteChoice,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +98,7 @@ fn run_task(task: Task) -> Result<()> {
         Task::ProtocolCheck { codex } => {
             protocol_check::run(&codex.unwrap_or_else(|| codex_bin(PINNED_CODEX_VERSION)))
         }
+        Task::Compat { versions, suite } => compat::run(versions, suite),
     }
 }
 
