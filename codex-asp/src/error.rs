@@ -129,6 +129,11 @@ pub enum Error {
     #[error(transparent)]
     Launch(#[from] codex_core::Error),
 
+    /// A broker failure (see [`crate::broker::Error`]): no broker running, a broker that did
+    /// not start, an unsafe socket directory, ...
+    #[error(transparent)]
+    Broker(Box<crate::broker::Error>),
+
     /// An I/O error while doing `context`.
     #[error("{context}: {source}")]
     Io {

@@ -59,6 +59,7 @@
 )]
 
 pub mod approval;
+pub mod broker;
 pub mod connection;
 pub mod error;
 pub mod protocol;
