@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use codex_core::jobs::JobStore;
+use codex_core::jobs::{JobKind, JobStore};
 use codex_core::{AuthMode, Backend, BackendKind, CodexBinary, Feature, TaskSpec, ThreadId};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -234,6 +234,7 @@ struct Prepared {
     store: Option<JobStore>,
     title: String,
     write: bool,
+    kind: JobKind,
 }
 
 impl Delegate {
@@ -324,9 +325,10 @@ impl Delegate {
         let record = self.inner.record_jobs;
         let task = tokio::spawn(async move {
             let tracker = match &prepared.store {
-                Some(store) if record => {
-                    Some(JobTracker::create(store, &prepared.title, prepared.write).await?)
-                }
+                Some(store) if record => Some(
+                    JobTracker::create(store, prepared.kind, &prepared.title, prepared.write)
+                        .await?,
+                ),
                 _ => None,
             };
             let registration = tracker
@@ -364,7 +366,8 @@ impl Delegate {
                 source: None,
             });
         };
-        let tracker = JobTracker::create(&store, &prepared.title, prepared.write).await?;
+        let tracker =
+            JobTracker::create(&store, prepared.kind, &prepared.title, prepared.write).await?;
         let id = tracker.id().to_owned();
         let cancel = CancellationToken::new();
         let registration = Registration::new(&self.inner, &id, &cancel);
@@ -376,6 +379,68 @@ impl Delegate {
             Some(registration),
         ));
         Ok(JobHandle::new(id, store, task, cancel))
+    }
+
+    /// Runs `request` in the foreground as the job `job_id`, a queued record of the request's
+    /// workspace store created beforehand (e.g. by the process that queued a background job
+    /// and started a worker for it). The record is claimed by this process and ended like any
+    /// other; when the request is refused before anything starts, the record is marked failed
+    /// with the reason.
+    ///
+    /// ```no_run
+    /// # async fn demo(d: codex_agent::Delegate, store: codex_core::jobs::JobStore) -> codex_agent::Result<()> {
+    /// use codex_core::jobs::{JobKind, NewJob};
+    /// let job = store.create(NewJob::new(JobKind::Task, "fix the flaky test", true))?;
+    /// let v = d.run_job(&job.id, codex_agent::DelegateRequest::new("fix the flaky test").write(true)).await?;
+    /// assert_eq!(v.job_id(), Some(job.id.as_str()));
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_job(&self, job_id: &str, request: DelegateRequest) -> Result<Verified> {
+        let prepared = match self.prepare(&request, true).await {
+            Ok(p) => p,
+            Err(e) => {
+                if let Ok(store) = self.job_store(&request.workspace()?) {
+                    let message = e.to_string();
+                    let id = job_id.to_owned();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        store.update(&id, |r| {
+                            r.pid = None;
+                            r.fail(&message)
+                        })
+                    })
+                    .await;
+                }
+                return Err(e);
+            }
+        };
+        let Some(store) = prepared.store.clone() else {
+            return Err(Error::Refused {
+                reason: "a queued job needs its job store".into(),
+                source: None,
+            });
+        };
+        let tracker = JobTracker::adopt(&store, job_id).await?;
+        let cancel = CancellationToken::new();
+        let on_drop = cancel.clone().drop_guard();
+        let registration = Registration::new(&self.inner, tracker.id(), &cancel);
+        let task = tokio::spawn(run_tracked(
+            self.inner.clone(),
+            prepared,
+            Some(tracker),
+            cancel,
+            Some(registration),
+        ));
+        let result = match task.await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::warn!(job = job_id, "the delegation task ended abnormally: {e}");
+                Err(Error::JobLost {
+                    job_id: job_id.to_owned(),
+                })
+            }
+        };
+        on_drop.disarm();
+        result
     }
 
     /// Runs `request` as it asks: in the foreground ([`Delegation::Finished`]) or in the
@@ -504,6 +569,7 @@ impl Delegate {
             store,
             title: request.task().to_owned(),
             write: request.may_write(),
+            kind: request.get_job_kind(),
         })
     }
 

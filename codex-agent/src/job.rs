@@ -68,9 +68,37 @@ pub(crate) struct JobTracker {
 
 impl JobTracker {
     /// Creates the queued record.
-    pub(crate) async fn create(store: &JobStore, title: &str, write: bool) -> Result<JobTracker> {
-        let new = codex_core::jobs::NewJob::new(codex_core::jobs::JobKind::Task, title, write);
+    pub(crate) async fn create(
+        store: &JobStore,
+        kind: codex_core::jobs::JobKind,
+        title: &str,
+        write: bool,
+    ) -> Result<JobTracker> {
+        let new = codex_core::jobs::NewJob::new(kind, title, write);
         let record = blocking(store, move |s| s.create(new)).await?;
+        Ok(JobTracker {
+            store: store.clone(),
+            id: record.id,
+            phase: None,
+            thread_id: None,
+            turn_id: None,
+            finished: false,
+        })
+    }
+
+    /// Takes over a record created elsewhere (by the process that queued a background job);
+    /// it must not be finished yet.
+    pub(crate) async fn adopt(store: &JobStore, id: &str) -> Result<JobTracker> {
+        let wanted = id.to_owned();
+        let record = blocking(store, move |s| s.get(&wanted)).await?;
+        if record.status.is_finished() {
+            return Err(StoreError::Transition {
+                id: record.id,
+                from: record.status,
+                to: JobStatus::Running,
+            }
+            .into());
+        }
         Ok(JobTracker {
             store: store.clone(),
             id: record.id,

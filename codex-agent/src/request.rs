@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use codex_core::jobs::JobKind;
 use codex_core::{ApprovalPolicy, Preset, ReasoningEffort, SandboxMode, TaskSpec, ThreadId};
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +97,14 @@ pub struct DelegateRequest {
     sandbox: Option<SandboxMode>,
     approval: Option<ApprovalPolicy>,
     skip_git_repo_check: bool,
+    #[serde(default)]
+    output_schema: Option<serde_json::Value>,
+    #[serde(default = "default_job_kind")]
+    job_kind: JobKind,
+}
+
+fn default_job_kind() -> JobKind {
+    JobKind::Task
 }
 
 impl DelegateRequest {
@@ -124,6 +133,8 @@ impl DelegateRequest {
             sandbox: None,
             approval: None,
             skip_git_repo_check: false,
+            output_schema: None,
+            job_kind: JobKind::Task,
         }
     }
 
@@ -384,6 +395,41 @@ impl DelegateRequest {
         self
     }
 
+    /// Requires the final answer to follow this JSON Schema (an object schema); it becomes
+    /// the task spec's output schema.
+    ///
+    /// ```
+    /// let schema = serde_json::json!({"type": "object"});
+    /// let req = codex_agent::DelegateRequest::new("x").cwd("/").output_schema(schema.clone());
+    /// assert_eq!(req.to_task_spec().unwrap().output_schema, Some(schema));
+    /// ```
+    pub fn output_schema(mut self, schema: serde_json::Value) -> Self {
+        self.output_schema = Some(schema);
+        self
+    }
+
+    /// The kind of the job record this delegation gets (default
+    /// [`JobKind::Task`]; only tasks are candidates for "resume last").
+    ///
+    /// ```
+    /// use codex_core::jobs::JobKind;
+    /// let req = codex_agent::DelegateRequest::new("x").job_kind(JobKind::AdversarialReview);
+    /// assert_eq!(req.get_job_kind(), JobKind::AdversarialReview);
+    /// ```
+    pub fn job_kind(mut self, kind: JobKind) -> Self {
+        self.job_kind = kind;
+        self
+    }
+
+    /// The kind of job record this delegation gets.
+    ///
+    /// ```
+    /// assert_eq!(codex_agent::DelegateRequest::new("x").get_job_kind(), codex_core::jobs::JobKind::Task);
+    /// ```
+    pub fn get_job_kind(&self) -> JobKind {
+        self.job_kind
+    }
+
     /// The task text.
     ///
     /// ```
@@ -533,6 +579,9 @@ impl DelegateRequest {
         }
         if let Some(timeout) = self.timeout {
             spec = spec.timeout(timeout);
+        }
+        if let Some(schema) = &self.output_schema {
+            spec = spec.output_schema(schema.clone());
         }
         spec.validate().map_err(|e| refuse_invalid(e, &cwd))?;
         let targets: Vec<PathBuf> = self.expected_writes.iter().map(|p| absolute(p)).collect();

@@ -1,0 +1,68 @@
+//! `codex-companion`: drive the OpenAI Codex CLI from another tool — tasks, native and
+//! adversarial reviews, background jobs with status, results and cancellation — through the
+//! resident `codex-broker` (one warm app-server shared by every client) or a private
+//! app-server.
+//!
+//! The logic lives in [`codex_agent::companion`] and [`codex_agent::Delegate`]; this binary
+//! parses the command line, prints, and maps failures to exit codes.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use codex_agent::companion::{self, CompanionError};
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print to stdout and exit 0; usage errors exit 2
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    let json = cli.global.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("codex-companion: error: cannot start the async runtime: {e}");
+            return ExitCode::from(companion::ExitCode::Failure.code());
+        }
+    };
+    let code = match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(err) => report(&err, json),
+    };
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    ExitCode::from(code.code())
+}
+
+/// Prints an error (on stderr; with `--json` also as a JSON document on stdout) and returns
+/// its exit code.
+fn report(err: &anyhow::Error, json: bool) -> companion::ExitCode {
+    let code = exit_code_of(err);
+    eprintln!("codex-companion: error: {err:#}");
+    if json {
+        let doc = serde_json::json!({
+            "ok": false,
+            "error": format!("{err:#}"),
+            "exit_code": code.code(),
+        });
+        println!("{doc}");
+    }
+    code
+}
+
+/// The exit code of an error: the first [`CompanionError`] in its chain decides; anything
+/// else is a failure (1).
+fn exit_code_of(err: &anyhow::Error) -> companion::ExitCode {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<CompanionError>())
+        .map_or(companion::ExitCode::Failure, CompanionError::exit_code)
+}

@@ -1,0 +1,205 @@
+//! Reaching an app-server for the companion: the resident broker (started on demand) or a
+//! private app-server, and the [`Delegate`] over it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use codex_asp::AspBackend;
+use codex_asp::backend::AspBackendOptions;
+use codex_asp::broker::{self, BROKER_BIN_ENV, BrokerOptions, BrokerStatus};
+use codex_core::{Backend, BackendKind, CodexBinary, ThreadId, TurnId};
+
+use super::CompanionError;
+use super::jobspec::BackendChoice;
+use super::progress::{EventCallback, Tap};
+use crate::Delegate;
+
+/// The name of the broker binary.
+pub const BROKER_BIN: &str = "codex-broker";
+
+/// The environment variable that turns the broker off (`1`, `true`, `yes`): every command
+/// then uses a private app-server.
+pub const NO_BROKER_ENV: &str = "CODEX_COMPANION_NO_BROKER";
+
+/// Finds the `codex-broker` binary: next to this executable first (a `cargo xtask dist`
+/// folder, or `target/<profile>/`; also one folder up, for test executables in `deps/`),
+/// then on `PATH`, then `$CODEX_BROKER_BIN`.
+pub fn broker_binary() -> Option<PathBuf> {
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join(BROKER_BIN);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(BROKER_BIN);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    std::env::var_os(BROKER_BIN_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+}
+
+/// The broker options for the codex at `codex`: that binary, the broker binary found by
+/// [`broker_binary`], and this process's `CODEX_HOME`.
+pub fn broker_options(codex: &Path) -> BrokerOptions {
+    let mut options =
+        BrokerOptions::new()
+            .codex(codex)
+            .client_info(codex_asp::protocol::InitializeParams::new(
+                "codex-companion",
+                env!("CARGO_PKG_VERSION"),
+            ));
+    if let Some(bin) = broker_binary() {
+        options = options.broker_binary(bin);
+    }
+    options
+}
+
+/// The state of the broker of `codex`: `Ok(None)` when none runs.
+pub async fn broker_status(codex: &CodexBinary) -> Result<Option<BrokerStatus>, CompanionError> {
+    match broker::status(&broker_options(codex.path())).await {
+        Ok(status) => Ok(Some(status)),
+        Err(broker::Error::NotRunning { .. }) => Ok(None),
+        Err(e) => Err(CompanionError::Broker(e)),
+    }
+}
+
+/// An app-server ready to run turns.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Connected {
+    /// The backend (a broker client reports [`BackendKind::Broker`]).
+    pub backend: AspBackend,
+    /// Why the broker was not used although it was asked for, if it was not.
+    pub fallback: Option<String>,
+}
+
+impl Connected {
+    /// Which kind of backend this is.
+    pub fn kind(&self) -> BackendKind {
+        self.backend.kind()
+    }
+
+    /// A [`Delegate`] for `codex` over this backend, with `progress` told of every event.
+    pub fn delegate(&self, codex: &CodexBinary, progress: Option<EventCallback>) -> Delegate {
+        let backend: Arc<dyn Backend> = Arc::new(self.backend.clone());
+        let backend: Arc<dyn Backend> = match progress {
+            Some(callback) => Arc::new(Tap::new(backend, callback)),
+            None => Arc::new(Tap::new(backend, Arc::new(|_: &codex_core::Event| {}))),
+        };
+        Delegate::builder(codex.clone())
+            .backend(self.kind(), backend)
+            .build()
+    }
+}
+
+/// Connects as `choice` asks: through the broker (started when none runs; if that fails, a
+/// private app-server is used and [`Connected::fallback`] says why), or a private
+/// app-server. `default_timeout` bounds runs that set no timeout of their own (reviews).
+pub async fn connect(
+    codex: &CodexBinary,
+    choice: BackendChoice,
+    default_timeout: Option<Duration>,
+) -> Result<Connected, CompanionError> {
+    let mut fallback = None;
+    if choice == BackendChoice::Broker {
+        match broker::ensure(&broker_options(codex.path())).await {
+            Ok(conn) => {
+                let mut options = AspBackendOptions::default().kind(BackendKind::Broker);
+                if let Some(t) = default_timeout {
+                    options = options.default_timeout(t);
+                }
+                return Ok(Connected {
+                    backend: AspBackend::from_connection_with(conn, options),
+                    fallback: None,
+                });
+            }
+            Err(e) => fallback = Some(e.to_string()),
+        }
+    }
+    let mut connected = connect_private(codex, default_timeout, &[]).await?;
+    connected.fallback = fallback;
+    Ok(connected)
+}
+
+/// Starts a private app-server (`codex app-server ARGS...`, killed with the backend).
+pub async fn connect_private(
+    codex: &CodexBinary,
+    default_timeout: Option<Duration>,
+    args: &[String],
+) -> Result<Connected, CompanionError> {
+    let mut options = AspBackendOptions::default()
+        .client_info("codex-companion", env!("CARGO_PKG_VERSION"))
+        .args(args.iter().cloned());
+    if let Some(t) = default_timeout {
+        options = options.default_timeout(t);
+    }
+    let backend = AspBackend::spawn(codex.clone(), options)
+        .await
+        .map_err(|e| CompanionError::Delegate(crate::Error::from(e)))?;
+    Ok(Connected {
+        backend,
+        fallback: None,
+    })
+}
+
+/// What [`interrupt_through_broker`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Interrupt {
+    /// The turn was interrupted.
+    Sent,
+    /// No broker runs for this codex and `CODEX_HOME`.
+    NoBroker,
+    /// The broker runs no such turn (it already ended).
+    NotRunning,
+    /// Another client (the job's worker) owns the thread; only it may interrupt the turn.
+    Owned,
+    /// The broker refused or failed; the reason.
+    Failed(String),
+}
+
+/// Interrupts `turn` of `thread` through the running broker of the codex at `codex` (never
+/// starts one): `turn/interrupt` when the broker lists the turn as running.
+pub async fn interrupt_through_broker(codex: &Path, thread: &ThreadId, turn: &TurnId) -> Interrupt {
+    let options = broker_options(codex);
+    let conn = match broker::connect(&options).await {
+        Ok(conn) => conn,
+        Err(broker::Error::NotRunning { .. }) => return Interrupt::NoBroker,
+        Err(e) => return Interrupt::Failed(e.to_string()),
+    };
+    match broker::status_of(&conn).await {
+        Ok(status)
+            if !status
+                .running_turns
+                .iter()
+                .any(|t| t.thread_id == thread.as_str() && t.turn_id == turn.as_str()) =>
+        {
+            return Interrupt::NotRunning;
+        }
+        Ok(_) => {}
+        Err(e) => return Interrupt::Failed(e.to_string()),
+    }
+    let params = codex_asp::protocol::TurnInterruptParams::new(thread.as_str(), turn.as_str());
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        conn.request::<codex_asp::protocol::TurnInterrupt>(params),
+    )
+    .await;
+    let _ = conn.shutdown(Duration::from_millis(200)).await;
+    match answer {
+        Ok(Ok(_)) => Interrupt::Sent,
+        Ok(Err(e)) if broker::is_thread_owned(&e) => Interrupt::Owned,
+        Ok(Err(e)) => Interrupt::Failed(e.to_string()),
+        Err(_) => Interrupt::Failed("the broker did not answer turn/interrupt within 10 s".into()),
+    }
+}
