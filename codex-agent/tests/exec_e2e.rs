@@ -86,7 +86,7 @@ async fn a_delegation_is_verified_from_the_real_codex_run() {
     let v = s.delegate.run(request).await.unwrap();
 
     assert_eq!(v.backend(), BackendKind::Exec);
-    assert_eq!(v.codex_version().to_string(), "0.169.0");
+    assert_eq!(v.codex_version(), pinned().await.version());
     assert!(!v.thread_id().as_str().is_empty());
     assert_eq!(v.turn_id(), None, "codex exec reports no turn ids");
     assert_eq!(v.final_message(), Some("## Root cause\nNothing is broken."));

@@ -30,6 +30,23 @@ fn codex_bin() -> PathBuf {
     path
 }
 
+/// The version `codex --version` prints (`codex-cli 0.169.0` -> `0.169.0`), so that the
+/// tests hold for whichever codex `CODEX_BIN` names.
+fn codex_version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        let out = std::process::Command::new(codex_bin())
+            .arg("--version")
+            .output()
+            .expect("run codex --version");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .last()
+            .expect("codex --version prints a version")
+            .to_owned()
+    })
+}
+
 /// A private CODEX_HOME whose provider points at a closed port (no turn runs here).
 struct Home {
     dir: tempfile::TempDir,
@@ -92,7 +109,11 @@ async fn connect(transport: Transport) -> Connection {
     let (conn, init) = Connection::connect(transport, ConnectionOptions::default(), &client())
         .await
         .expect("handshake");
-    assert!(init.user_agent.contains("0.169.0"), "{}", init.user_agent);
+    assert!(
+        init.user_agent.contains(codex_version()),
+        "{}",
+        init.user_agent
+    );
     conn
 }
 
@@ -114,7 +135,11 @@ async fn stdio_handshake_and_model_list() {
     assert!(err.is_invalid_request(), "{err}");
     assert!(err.to_string().contains("Not initialized"), "{err}");
     let init = conn.initialize(&client()).await.unwrap();
-    assert!(init.user_agent.contains("0.169.0"), "{}", init.user_agent);
+    assert!(
+        init.user_agent.contains(codex_version()),
+        "{}",
+        init.user_agent
+    );
     list_models(&conn).await;
     // a second initialize is refused
     let err = conn.initialize(&client()).await.unwrap_err();
