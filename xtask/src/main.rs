@@ -13,7 +13,9 @@
 //!   they differ);
 //! - `compat [--versions V1,V2,...] [--suite cli|asp|all]`: run the end-to-end suites against
 //!   several codex versions (installed like `codex`) and print a version × suite table (exit 1
-//!   when a version in the supported range fails).
+//!   when a version in the supported range fails);
+//! - `dist [--out DIR]`: build `codex-companion` and `codex-broker` in release mode into one
+//!   folder (default `target/dist/`) and print their paths.
 //!
 //! xtask depends on none of the project's library crates, so it builds even when they do not.
 
@@ -25,6 +27,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod compat;
+mod dist;
 mod protocol_check;
 
 /// The codex CLI version the project is pinned to; keep in step with
@@ -71,6 +74,12 @@ enum Task {
         #[arg(long, value_enum, default_value = "all")]
         suite: compat::SuiteChoice,
     },
+    /// Build codex-companion and codex-broker in release mode into one folder (target/dist/).
+    Dist {
+        /// The folder (default: target/dist).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -99,6 +108,7 @@ fn run_task(task: Task) -> Result<()> {
             protocol_check::run(&codex.unwrap_or_else(|| codex_bin(PINNED_CODEX_VERSION)))
         }
         Task::Compat { versions, suite } => compat::run(versions, suite),
+        Task::Dist { out } => dist::run(out),
     }
 }
 
