@@ -10,6 +10,7 @@
 //! Recorded output of the real `codex exec --json` lives in `tests/fixtures/exec/`
 //! ([`fixtures_dir`]).
 
+pub mod bench;
 pub mod home;
 pub mod mock;
 pub mod pinned;

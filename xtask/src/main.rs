@@ -15,7 +15,10 @@
 //!   several codex versions (installed like `codex`) and print a version × suite table (exit 1
 //!   when a version in the supported range fails);
 //! - `dist [--out DIR]`: build `codex-companion` and `codex-broker` in release mode into one
-//!   folder (default `target/dist/`) and print their paths.
+//!   folder (default `target/dist/`) and print their paths;
+//! - `bench [--iterations N] [--quick] ...`: build the benchmark, `codex-broker` and
+//!   `codex-companion` in release mode, measure every method against the mock model on the
+//!   pinned codex, and rewrite the generated block of `BENCHMARKS.md` (see `bench.rs`).
 //!
 //! xtask depends on none of the project's library crates, so it builds even when they do not.
 
@@ -26,6 +29,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod compat;
 mod dist;
 mod protocol_check;
@@ -80,6 +84,8 @@ enum Task {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Measure every method against the mock model and rewrite BENCHMARKS.md.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -108,6 +114,7 @@ fn run_task(task: Task) -> Result<()> {
             protocol_check::run(&codex.unwrap_or_else(|| codex_bin(PINNED_CODEX_VERSION)))
         }
         Task::Compat { versions, suite } => compat::run(versions, suite),
+        Task::Bench(args) => bench::bench(args),
         Task::Dist { out } => dist::run(out),
     }
 }

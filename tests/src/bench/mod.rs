@@ -1,0 +1,379 @@
+//! The benchmark behind `cargo xtask bench` (the `codex-bridge-bench` binary): how fast each
+//! way of running Codex is, measured in one run on the real pinned codex against the mock
+//! model on 127.0.0.1, written to `BENCHMARKS.md`.
+//!
+//! What it measures ([`run`]):
+//!
+//! - **One trivial turn** (new thread, prompt, `echo:` answer) through every method, taken
+//!   round-robin so that a noisy neighbour hurts every method alike: the CLI backend
+//!   (`codex exec --json`) and a bare `codex exec` without the library; a cold app-server
+//!   (spawn + initialize + thread + turn) through [`AspBackend`](codex_asp::AspBackend) and
+//!   through the raw client; a warm app-server (new thread + turn on a running connection)
+//!   through `AspBackend` and through the raw client; the broker from an in-process client;
+//!   and `codex-companion task` through a warm broker (process start to exit).
+//! - **Library overhead**: warm `AspBackend` against the [`raw`] client, in interleaved pairs.
+//! - **Fan-in**: 1, 8, 32 concurrent clients of one `codex-broker`, turns/s, errors, latency
+//!   and the CPU each party used per turn.
+//! - **Event decoding** ([`decoding`]): our decoders against `serde_json::Value`.
+//! - **Memory**: the broker's RSS idle and busy (without its app-server, which is reported
+//!   apart), the companion's peak RSS.
+//!
+//! The report ([`report`]) keeps anything written outside its generated block, so notes
+//! about the findings survive regeneration.
+
+pub mod decoding;
+pub mod lab;
+pub mod machine;
+pub mod procfs;
+pub mod raw;
+pub mod report;
+pub mod stats;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use lab::{FanIn, Lab};
+use machine::Machine;
+use stats::Samples;
+
+/// What to run, and how much.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The codex launcher (the pinned one).
+    pub codex: PathBuf,
+    /// The `codex-broker` binary.
+    pub broker: PathBuf,
+    /// The `codex-companion` binary, if there is one.
+    pub companion: Option<PathBuf>,
+    /// Rounds of the latency scenarios (each scenario runs once per round).
+    pub iterations: usize,
+    /// Interleaved pairs for the library-overhead comparison.
+    pub overhead_pairs: usize,
+    /// The client counts of the fan-in phases.
+    pub fanin_clients: Vec<usize>,
+    /// How long each fan-in phase runs.
+    pub fanin_secs: f64,
+    /// The size each decoding corpus is repeated to.
+    pub decode_bytes: usize,
+    /// Timed passes over each decoding corpus.
+    pub decode_passes: usize,
+    /// Runs of the companion under `rusage` for its peak RSS.
+    pub rss_runs: usize,
+    /// The limit of any one turn.
+    pub turn_timeout: Duration,
+    /// The workspace root (fixtures are read from there).
+    pub workspace_root: PathBuf,
+}
+
+/// One row of the latency table.
+#[derive(Debug, Clone)]
+pub struct LatencyRow {
+    /// A short key (`exec`, `warm`, ...).
+    pub key: &'static str,
+    /// What the row measures.
+    pub label: &'static str,
+    /// The timings.
+    pub samples: Samples,
+    /// Why the row is empty, when it is.
+    pub missing: Option<String>,
+}
+
+/// Memory figures, KiB.
+#[derive(Debug, Clone, Default)]
+pub struct Memory {
+    /// The broker's `VmRSS` right after it started its app-server, before any client.
+    pub broker_fresh_kib: Option<u64>,
+    /// The broker's `VmRSS` with no turn running, after the latency rounds and the fan-in.
+    pub broker_idle_after_load_kib: Option<u64>,
+    /// The broker's largest `VmRSS` sampled during the fan-in phases.
+    pub broker_busy_kib: Option<u64>,
+    /// The broker's `VmHWM` at the end.
+    pub broker_hwm_kib: Option<u64>,
+    /// The app-server processes' summed `VmRSS` when fresh.
+    pub app_server_fresh_kib: Option<u64>,
+    /// The app-server processes' largest summed `VmRSS` during the fan-in.
+    pub app_server_busy_kib: Option<u64>,
+    /// The app-server processes: (pid, command, `VmRSS` KiB) when fresh.
+    pub app_server_parts: Vec<(u32, String, u64)>,
+    /// The companion's peak RSS per run.
+    pub companion_peaks_kib: Vec<u64>,
+    /// Why there is no companion figure.
+    pub companion_missing: Option<String>,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone)]
+pub struct Results {
+    /// The machine.
+    pub machine: Machine,
+    /// Load averages at the start and the end.
+    pub load: (Option<[f64; 3]>, Option<[f64; 3]>),
+    /// The configuration.
+    pub config: Config,
+    /// One trivial turn, per method.
+    pub latency: Vec<LatencyRow>,
+    /// Library overhead: warm `AspBackend` turns, paired with...
+    pub overhead_lib: Samples,
+    /// ...raw client turns.
+    pub overhead_raw: Samples,
+    /// Fan-in phases.
+    pub fanin: Vec<FanIn>,
+    /// Decoding.
+    pub decoding: Vec<decoding::DecodeResult>,
+    /// Memory.
+    pub memory: Memory,
+    /// How long the run took.
+    pub wall: Duration,
+}
+
+impl Results {
+    /// The latency row `key`.
+    pub fn row(&self, key: &str) -> Option<&LatencyRow> {
+        self.latency.iter().find(|r| r.key == key)
+    }
+
+    /// The median of row `key`.
+    pub fn median(&self, key: &str) -> Option<Duration> {
+        Some(self.row(key)?.samples.summary()?.median)
+    }
+}
+
+fn say(msg: impl AsRef<str>) {
+    eprintln!("bench: {}", msg.as_ref());
+}
+
+/// Runs the whole benchmark.
+///
+/// # Errors
+/// When the setup fails (codex cannot be started, the broker does not come up, ...);
+/// failures of single turns are counted in the results instead.
+pub async fn run(config: Config) -> Result<Results, String> {
+    let started = Instant::now();
+    let load_start = machine::load_average();
+    let machine = Machine::probe(&config.codex);
+    say(format!(
+        "{} cores, {}, {}, load {:?}",
+        machine.nproc, machine.cpu_model, machine.codex_version, load_start
+    ));
+
+    say("decoding");
+    let mut decoded = Vec::new();
+    let exec = decoding::exec_corpus(
+        &config.workspace_root.join("tests/fixtures/exec"),
+        config.decode_bytes,
+    )?;
+    decoded.push(decoding::bench_exec(&exec, config.decode_passes));
+    let asp = decoding::asp_corpus(
+        &config.workspace_root.join("codex-asp/tests/fixtures"),
+        config.decode_bytes,
+    )?;
+    decoded.push(decoding::bench_asp(&asp, config.decode_passes));
+    drop((exec, asp));
+
+    say("starting the mock, the warm app-servers and the broker");
+    let mut lab = Lab::start(
+        &config.codex,
+        &config.broker,
+        config.companion.as_deref(),
+        config.turn_timeout,
+    )
+    .await?;
+    let mut memory = Memory::default();
+    lab.start_broker().await?;
+    // the fresh broker: app-server started and one client served, nothing running
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Some(broker) = &lab.broker {
+        memory.broker_fresh_kib = broker.rss_kib();
+        memory.app_server_fresh_kib = Some(broker.app_server_rss_kib());
+        memory.app_server_parts = broker
+            .app_server_pids()
+            .into_iter()
+            .map(|p| {
+                (
+                    p,
+                    procfs::comm(p).unwrap_or_default(),
+                    procfs::status_kib(p, "VmRSS").unwrap_or(0),
+                )
+            })
+            .collect();
+    }
+    let companion_ok = if lab.has_companion() {
+        // warm-up, and a check that it works at all
+        match lab.companion_turn().await {
+            Ok(_) => None,
+            Err(e) => Some(format!("codex-companion did not run: {e}")),
+        }
+    } else {
+        Some("not yet measured: no codex-companion binary".to_owned())
+    };
+
+    let mut latency = vec![
+        LatencyRow::new(
+            "exec",
+            "CLI backend: one `codex exec --json` process (CliBackend)",
+        ),
+        LatencyRow::new(
+            "exec-bare",
+            "bare `codex exec --json` (tokio::process, no library)",
+        ),
+        LatencyRow::new(
+            "cold",
+            "app-server cold: spawn + initialize + thread + turn (AspBackend::spawn)",
+        ),
+        LatencyRow::new(
+            "cold-raw",
+            "app-server cold: spawn + initialize + thread + turn (raw client)",
+        ),
+        LatencyRow::new(
+            "warm",
+            "app-server warm: new thread + turn on a running connection (AspBackend)",
+        ),
+        LatencyRow::new(
+            "warm-raw",
+            "app-server warm: new thread + turn (raw tokio + serde_json client, the floor)",
+        ),
+        LatencyRow::new(
+            "broker",
+            "broker warm: new thread + turn from an in-process client (AspBackend)",
+        ),
+        LatencyRow::new(
+            "companion",
+            "`codex-companion task` through a warm broker (process start to exit)",
+        ),
+    ];
+    if let Some(why) = &companion_ok {
+        latency[7].missing = Some(why.clone());
+    }
+
+    say(format!(
+        "latency: {} rounds of {} scenarios",
+        config.iterations,
+        latency.len()
+    ));
+    for round in 0..config.iterations {
+        // rotate the order so that no method always follows the same one
+        for k in 0..latency.len() {
+            let i = (k + round) % latency.len();
+            if latency[i].missing.is_some() {
+                continue;
+            }
+            let result = match latency[i].key {
+                "exec" => lab.exec_turn().await,
+                "exec-bare" => lab.exec_bare_turn().await,
+                "cold" => lab.cold_turn().await,
+                "cold-raw" => lab.cold_raw_turn().await,
+                "warm" => lab.warm_turn().await,
+                "warm-raw" => lab.raw_warm_turn().await,
+                "broker" => lab.broker_turn().await,
+                _ => lab.companion_turn().await,
+            };
+            if let Err(e) = &result {
+                say(format!("{} failed: {e}", latency[i].key));
+            }
+            latency[i].samples.record(result);
+        }
+        say(format!("round {}/{} done", round + 1, config.iterations));
+    }
+
+    say(format!(
+        "library overhead: {} interleaved pairs",
+        config.overhead_pairs
+    ));
+    let mut overhead_lib = Samples::default();
+    let mut overhead_raw = Samples::default();
+    for i in 0..config.overhead_pairs {
+        if i % 2 == 0 {
+            overhead_lib.record(lab.warm_turn().await);
+            overhead_raw.record(lab.raw_warm_turn().await);
+        } else {
+            overhead_raw.record(lab.raw_warm_turn().await);
+            overhead_lib.record(lab.warm_turn().await);
+        }
+    }
+
+    let mut fanin = Vec::new();
+    for &clients in &config.fanin_clients {
+        say(format!(
+            "fan-in: {clients} clients for {:.0} s",
+            config.fanin_secs
+        ));
+        let phase = lab.fan_in(clients, config.fanin_secs).await?;
+        say(format!(
+            "  {} turns, {} errors, {:.1} turns/s",
+            phase.turns, phase.errors, phase.turns_per_s
+        ));
+        fanin.push(phase);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if let Some(broker) = &lab.broker {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        memory.broker_idle_after_load_kib = broker.rss_kib();
+        memory.broker_hwm_kib = procfs::status_kib(broker.pid(), "VmHWM");
+    }
+    memory.broker_busy_kib = fanin.iter().map(|f| f.broker_max_rss_kib).max();
+    memory.app_server_busy_kib = fanin.iter().map(|f| f.app_server_max_rss_kib).max();
+
+    if companion_ok.is_none() {
+        say(format!("companion peak RSS: {} runs", config.rss_runs));
+        match lab.companion_peak_rss(config.rss_runs).await {
+            Ok(peaks) => memory.companion_peaks_kib = peaks,
+            Err(e) => memory.companion_missing = Some(e),
+        }
+    } else {
+        memory.companion_missing = companion_ok.clone();
+    }
+
+    lab.shutdown().await;
+    Ok(Results {
+        machine,
+        load: (load_start, machine::load_average()),
+        config,
+        latency,
+        overhead_lib,
+        overhead_raw,
+        fanin,
+        decoding: decoded,
+        memory,
+        wall: started.elapsed(),
+    })
+}
+
+impl LatencyRow {
+    fn new(key: &'static str, label: &'static str) -> LatencyRow {
+        LatencyRow {
+            key,
+            label,
+            samples: Samples::default(),
+            missing: None,
+        }
+    }
+}
+
+/// The `rusage` helper: runs `program args...` (stdout and stderr discarded), waits, and
+/// returns `{"code":N,"max_rss_kib":N,"wall_ms":F}` — the child's exit code, its peak RSS
+/// (`getrusage(RUSAGE_CHILDREN)`, whose maximum is the largest waited-for descendant's:
+/// with one child, that child's), and the wall time.
+///
+/// # Errors
+/// When the program cannot be started or waited for.
+pub fn rusage(
+    program: &std::ffi::OsStr,
+    args: &[std::ffi::OsString],
+) -> Result<serde_json::Value, String> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let start = Instant::now();
+    let status = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", program.to_string_lossy()))?;
+    let wall = start.elapsed();
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).map_err(|e| format!("getrusage: {e}"))?;
+    Ok(serde_json::json!({
+        "code": status.code(),
+        "max_rss_kib": usage.max_rss(),
+        "wall_ms": wall.as_secs_f64() * 1000.0,
+    }))
+}

@@ -1,0 +1,158 @@
+//! `codex-bridge-bench`: measures every way of running Codex through codex-bridge against
+//! the mock model and writes `BENCHMARKS.md` (see `codex_bridge_tests::bench`).
+//!
+//! Run it through `cargo xtask bench`, which builds it, `codex-broker` and `codex-companion`
+//! in release mode and passes their paths:
+//!
+//! ```text
+//! codex-bridge-bench run --codex PATH --broker PATH [--companion PATH] [--out FILE] ...
+//! codex-bridge-bench rusage -- PROGRAM [ARGS...]   # peak RSS of one child, as JSON
+//! ```
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use codex_bridge_tests::bench::{self, Config, report};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "codex-bridge-bench",
+    about = "Benchmark codex-bridge against the mock model"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the benchmark and write the report.
+    Run(RunArgs),
+    /// Run PROGRAM and print its exit code, peak RSS and wall time as JSON.
+    Rusage {
+        /// The program.
+        program: OsString,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The codex launcher (default: CODEX_BIN, else the pinned install).
+    #[arg(long, env = "CODEX_BIN")]
+    codex: Option<PathBuf>,
+    /// The codex-broker binary (default: next to this executable).
+    #[arg(long)]
+    broker: Option<PathBuf>,
+    /// The codex-companion binary (default: next to this executable, if there); `none` to
+    /// leave the companion rows unmeasured.
+    #[arg(long)]
+    companion: Option<PathBuf>,
+    /// Rounds of the latency scenarios.
+    #[arg(long, default_value_t = 15)]
+    iterations: usize,
+    /// Interleaved pairs for the library-overhead comparison.
+    #[arg(long, default_value_t = 40)]
+    overhead_pairs: usize,
+    /// Client counts of the fan-in phases.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    fanin_clients: Vec<usize>,
+    /// Seconds per fan-in phase.
+    #[arg(long, default_value_t = 8.0)]
+    fanin_secs: f64,
+    /// Size of each decoding corpus, in MB.
+    #[arg(long, default_value_t = 4.0)]
+    decode_mb: f64,
+    /// Timed passes over each decoding corpus.
+    #[arg(long, default_value_t = 9)]
+    decode_passes: usize,
+    /// Companion runs under rusage.
+    #[arg(long, default_value_t = 3)]
+    rss_runs: usize,
+    /// Where to write the report (default: BENCHMARKS.md at the workspace root).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn sibling(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.join(name);
+    path.is_file().then_some(path)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Rusage { program, args } => match bench::rusage(&program, &args) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("codex-bridge-bench rusage: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => match run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("codex-bridge-bench: error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    let codex = args
+        .codex
+        .unwrap_or_else(codex_bridge_tests::pinned::pinned_install_path);
+    if !codex.is_file() {
+        return Err(format!(
+            "no codex at {}: run `cargo xtask codex` (or set CODEX_BIN)",
+            codex.display()
+        ));
+    }
+    let broker = args
+        .broker
+        .or_else(|| sibling("codex-broker"))
+        .ok_or("no codex-broker next to this executable: pass --broker")?;
+    let companion = match args.companion {
+        Some(p) if p.as_os_str() == "none" => None,
+        Some(p) => Some(p),
+        None => sibling("codex-companion"),
+    };
+    let root = codex_bridge_tests::pinned::workspace_root();
+    let out = args.out.unwrap_or_else(|| root.join("BENCHMARKS.md"));
+    let config = Config {
+        codex,
+        broker,
+        companion,
+        iterations: args.iterations.max(1),
+        overhead_pairs: args.overhead_pairs.max(1),
+        fanin_clients: args.fanin_clients,
+        fanin_secs: args.fanin_secs.max(0.5),
+        decode_bytes: (args.decode_mb * 1e6) as usize,
+        decode_passes: args.decode_passes.max(1),
+        rss_runs: args.rss_runs.max(1),
+        turn_timeout: Duration::from_secs(60),
+        workspace_root: root,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let results = runtime.block_on(bench::run(config))?;
+    let block = report::render(&results);
+    let existing = std::fs::read_to_string(&out).ok();
+    let text = report::merge(existing.as_deref(), &block);
+    std::fs::write(&out, text).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    println!("{block}");
+    eprintln!("codex-bridge-bench: wrote {}", out.display());
+    Ok(())
+}
