@@ -437,6 +437,23 @@ async fn writing_a_thread_owned_by_another_client_is_refused_until_the_owner_lea
     };
     let (read, ()) = tokio::join!(read, answer);
     read.unwrap();
+    // and so is stopping its turn (a `cancel` from another process)
+    let interrupt = c.request_raw(
+        "turn/interrupt",
+        json!({"threadId": "thr-a", "turnId": "u1"}),
+    );
+    let answer = async {
+        let req = recv_method(&mut up, "turn/interrupt").await;
+        up.respond(&req["id"], json!({})).await.unwrap();
+    };
+    let (interrupt, ()) = tokio::join!(interrupt, answer);
+    interrupt.unwrap();
+    let status = broker::status_of(&c).await.unwrap();
+    assert_eq!(
+        status.threads.len(),
+        1,
+        "interrupting does not take the thread"
+    );
 
     // the owner leaves: the thread is free
     drop(a);
@@ -770,6 +787,63 @@ async fn files_are_private_a_second_broker_is_refused_and_shutdown_cleans_up() {
         broker::Error::NotRunning { .. }
     ));
     drop(fake.dir);
+}
+
+#[tokio::test]
+async fn a_client_of_another_user_is_refused() {
+    let mut fake = Fake::new();
+    // a directory other users can reach (the default one is 0700, which alone keeps them out)
+    let open_dir = tempfile::Builder::new()
+        .prefix("brk-uid-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    fake.options = fake.options.clone().socket_dir(open_dir.path());
+    let running = fake.start().await;
+    let _up = fake.upstream().await;
+    assert_eq!(
+        std::fs::metadata(open_dir.path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    if !nix::unistd::getuid().is_root() {
+        eprintln!(
+            "a_client_of_another_user_is_refused: not root, cannot connect as another user; only the 0700 directory was checked"
+        );
+        running.stop().await;
+        return;
+    }
+    std::fs::set_permissions(open_dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(&running.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nprint(s.makefile().readline().strip())";
+    let out = tokio::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&running.socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .await
+        .expect("python3 as nobody");
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{line} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("peer uid 65534"),
+        "{answer}"
+    );
+    assert!(answer.get("result").is_none(), "no status for another user");
+    running.stop().await;
 }
 
 #[tokio::test]

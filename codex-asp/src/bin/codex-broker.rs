@@ -38,7 +38,7 @@ struct Target {
     #[arg(long, value_name = "PATH")]
     codex: Option<PathBuf>,
     /// The directory of the socket, pid, lock and log files (default:
-    /// $XDG_RUNTIME_DIR/codex-bridge/broker, else <state dir>/codex-bridge/broker).
+    /// $XDG_RUNTIME_DIR/codex-bridge/broker, else the codex-bridge state dir + /broker).
     #[arg(long, value_name = "DIR")]
     socket_dir: Option<PathBuf>,
 }

@@ -97,6 +97,13 @@ pub enum Error {
         log_tail: String,
     },
 
+    /// The app-server could not be started when the broker started.
+    #[error("{detail}")]
+    AppServerStart {
+        /// Why (the launch error).
+        detail: String,
+    },
+
     /// An I/O error while doing `context`.
     #[error("{context}: {source}")]
     Io {

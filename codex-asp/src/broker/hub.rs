@@ -37,8 +37,11 @@ pub(crate) const UPSTREAM_INIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// `thread/fork` is in flight.
 const MAX_HELD: usize = 4096;
 
-/// Methods that read a thread without writing it: any client may call them on any thread.
+/// Methods any client may call on any thread, owned or not, without taking it: reads, and
+/// `turn/interrupt` (stopping a turn is allowed to every client of the same user, so that a
+/// `cancel` command in another process can stop a background turn).
 const READ_ONLY: &[&str] = &[
+    "turn/interrupt",
     "thread/read",
     "thread/turns/list",
     "thread/items/list",

@@ -20,8 +20,9 @@
 //!   thread go to every client. A request of another connected client that would write that
 //!   thread (`thread/resume`, `turn/start`, ...) is refused with -32600 and
 //!   `data.reason == "threadOwned"` (see [`codes`]); reading it (`thread/read`,
-//!   `thread/fork`, ...) is allowed. When the owner disconnects its threads are released (a
-//!   running turn goes on; its approvals are declined).
+//!   `thread/fork`, ...) and stopping its turn (`turn/interrupt`) are allowed. When the
+//!   owner disconnects its threads are released (a running turn goes on; its approvals are
+//!   declined, its notifications are dropped until another client resumes the thread).
 //! - **Approvals.** Server-to-client requests go to the owner of their thread under a
 //!   broker-assigned id, and the owner's answer goes back upstream under the server's id
 //!   (`serverRequest/resolved` is rewritten too). With no owner, the broker declines.

@@ -202,7 +202,7 @@ impl Broker {
             up_tx,
         );
         hub.start_upstream()
-            .map_err(|detail| Error::Config { detail })?;
+            .map_err(|detail| Error::AppServerStart { detail })?;
         let (stop_tx, stop_rx) = watch::channel(false);
         tracing::info!(
             socket = %paths.socket.display(),
