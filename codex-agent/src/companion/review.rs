@@ -172,7 +172,7 @@ pub fn resolve_scope(
 }
 
 /// The change a scope covers, as a diff bounded to `max_bytes` (a note says when it was
-/// cut): for the working tree, `git diff HEAD` plus the list of untracked files; for a
+/// cut): for the working tree, `git diff HEAD` plus each untracked file as an addition; for a
 /// branch, the diff from the merge base to `HEAD`.
 pub fn scope_diff(
     dir: &Path,
@@ -187,10 +187,21 @@ pub fn scope_diff(
             } else {
                 git(dir, &["diff", "--cached", "--no-color", "--no-ext-diff"])?
             };
-            let untracked = git(dir, &["ls-files", "--others", "--exclude-standard"])?;
-            if !untracked.trim().is_empty() {
-                diff.push_str("\n\nUntracked files:\n");
-                diff.push_str(&untracked);
+            let untracked = git(
+                dir,
+                &[
+                    "-c",
+                    "core.quotepath=off",
+                    "ls-files",
+                    "--others",
+                    "--exclude-standard",
+                ],
+            )?;
+            for file in untracked.lines().filter(|l| !l.trim().is_empty()) {
+                if diff.len() > max_bytes {
+                    break;
+                }
+                diff.push_str(&untracked_as_diff(dir, file));
             }
             diff
         }
@@ -213,6 +224,26 @@ pub fn scope_diff(
         ));
     }
     Ok(text)
+}
+
+/// An untracked file as the diff that would add it (binary or unreadable files named only).
+fn untracked_as_diff(dir: &Path, file: &str) -> String {
+    let mut out = format!("\ndiff --git a/{file} b/{file}\nnew file (untracked)\n");
+    match std::fs::read(dir.join(file)) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) if !text.contains('\0') => {
+                out.push_str(&format!("--- /dev/null\n+++ b/{file}\n"));
+                for line in text.lines() {
+                    out.push('+');
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            _ => out.push_str("(binary file)\n"),
+        },
+        Err(e) => out.push_str(&format!("(unreadable: {e})\n")),
+    }
+    out
 }
 
 /// Where a native review finding is.
