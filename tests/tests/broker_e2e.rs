@@ -101,7 +101,19 @@ impl Setup {
         let home = self.home.path().to_string_lossy().into_owned();
         procs::wait_until_gone_async("CODEX_HOME", &home, Duration::from_secs(15))
             .await
-            .unwrap_or_else(|left| panic!("processes left behind: {left:?}"));
+            .unwrap_or_else(|left| {
+                let described: Vec<String> = left
+                    .iter()
+                    .map(|pid| {
+                        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                        format!(
+                            "{pid}: {}",
+                            String::from_utf8_lossy(&cmd).replace('\0', " ")
+                        )
+                    })
+                    .collect();
+                panic!("processes left behind: {described:#?}")
+            });
         assert!(!broker::socket_path(&self.options).unwrap().exists());
     }
 }
