@@ -1147,3 +1147,22 @@ async fn the_binary_exits_when_idle_and_ensure_replaces_a_stale_socket() {
     assert!(log.contains("idle"), "{log}");
     drop(guard);
 }
+
+#[tokio::test]
+async fn ensure_reports_a_broker_that_cannot_start_with_its_log() {
+    let dir = test_dir();
+    let options = real_options(dir.path()).codex(dir.path().join("no-such-codex"));
+    let err = tokio::time::timeout(Duration::from_secs(30), broker::ensure(&options))
+        .await
+        .expect("ensure gives up in time")
+        .unwrap_err();
+    let broker::Error::NotReady {
+        detail, log_tail, ..
+    } = &err
+    else {
+        panic!("expected NotReady, got {err}");
+    };
+    assert!(detail.contains("codex-broker exited"), "{detail}");
+    assert!(log_tail.contains("no-such-codex"), "{log_tail}");
+    assert!(!broker::socket_path(&options).unwrap().exists());
+}

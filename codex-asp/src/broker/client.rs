@@ -265,12 +265,20 @@ async fn wait_ready(
     let mut exited = None;
     loop {
         if let Some(stream) = open(&paths.socket).await? {
-            let conn = handshake(stream, paths, options).await;
-            match exited {
-                None => reap_later(child),
-                Some(_) => drop(child),
+            match handshake(stream, paths, options).await {
+                Err(e) if broker_went_away(&e) => {
+                    // that broker is stopping (ours failed, or another one is going idle):
+                    // look again
+                    tracing::debug!("the broker went away during the handshake: {e}");
+                }
+                conn => {
+                    match exited {
+                        None => reap_later(child),
+                        Some(_) => drop(child),
+                    }
+                    return conn;
+                }
             }
-            return conn;
         }
         if exited.is_none() {
             exited = child

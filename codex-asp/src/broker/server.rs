@@ -147,6 +147,31 @@ impl Broker {
                 socket: paths.socket.clone(),
             });
         }
+        let launcher = options
+            .launcher
+            .clone()
+            .unwrap_or_else(|| default_launcher(&paths, &options));
+        let upstream_init =
+            serde_json::to_value(&options.upstream_init).map_err(|e| Error::Config {
+                detail: format!("the upstream initialize params do not encode: {e}"),
+            })?;
+        let (up_tx, up_rx) = mpsc::unbounded_channel();
+        let mut hub = Hub::new(
+            HubConfig {
+                launcher,
+                upstream_init,
+                client_queue: options.client_queue.max(16),
+                idle_timeout: options.idle_timeout,
+                socket: paths.socket.clone(),
+                codex: paths.codex.clone(),
+                codex_home: paths.codex_home.clone(),
+            },
+            up_tx,
+        );
+        // start the app-server before the socket exists: a broker that cannot launch codex
+        // never accepts a client
+        hub.start_upstream()
+            .map_err(|detail| Error::AppServerStart { detail })?;
         // we hold the lock: any socket file left is stale
         match std::fs::symlink_metadata(&paths.socket) {
             Ok(_) => {
@@ -180,29 +205,6 @@ impl Broker {
             .map_err(|e| Error::io(format!("making {} private", paths.socket.display()), e))?;
         paths.write_pid(std::process::id())?;
 
-        let launcher = options
-            .launcher
-            .clone()
-            .unwrap_or_else(|| default_launcher(&paths, &options));
-        let upstream_init =
-            serde_json::to_value(&options.upstream_init).map_err(|e| Error::Config {
-                detail: format!("the upstream initialize params do not encode: {e}"),
-            })?;
-        let (up_tx, up_rx) = mpsc::unbounded_channel();
-        let mut hub = Hub::new(
-            HubConfig {
-                launcher,
-                upstream_init,
-                client_queue: options.client_queue.max(16),
-                idle_timeout: options.idle_timeout,
-                socket: paths.socket.clone(),
-                codex: paths.codex.clone(),
-                codex_home: paths.codex_home.clone(),
-            },
-            up_tx,
-        );
-        hub.start_upstream()
-            .map_err(|detail| Error::AppServerStart { detail })?;
         let (stop_tx, stop_rx) = watch::channel(false);
         tracing::info!(
             socket = %paths.socket.display(),
