@@ -431,9 +431,11 @@ fn cancelling_a_hanging_background_job_leaves_nothing_running() {
     assert_eq!(pending.code, Some(3), "{pending}");
     assert!(pending.stderr.contains("still running"), "{pending}");
 
-    let out = w.run(&["cancel", &id]);
+    let (out, doc) = w.run_json(&["cancel", &id]);
     assert_eq!(out.code, Some(0), "{out}");
-    assert!(out.stdout.contains("cancelled"), "{out}");
+    assert_eq!(doc["status"], "cancelled", "{doc}");
+    // the turn was interrupted through the broker, then the worker stopped
+    assert_eq!(doc["interrupt"], "turn interrupted", "{doc}");
     let job = w.job(&id);
     assert_eq!(job["status"], "cancelled", "{job}");
     // the worker is gone, and the turn was interrupted (codex closed the model stream)
@@ -643,7 +645,9 @@ fn a_native_review_of_a_dirty_repo_is_rendered() {
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(doc["scope"]["scope"], "working-tree", "{doc}");
     let text = doc["rendered"].as_str().unwrap_or_default();
+    assert!(text.starts_with("add is wrong.\n"), "{doc}");
     assert!(text.contains("add subtracts"), "{doc}");
+    assert!(text.contains("src/lib.rs:1"), "{doc}");
     let out = w.run(&["review", "--scope", "working-tree"]);
     assert_eq!(out.code, Some(0), "{out}");
     assert!(out.stdout.contains("add subtracts"), "{out}");
@@ -817,4 +821,115 @@ fn bad_flags_and_bad_input_exit_2() {
     let (out, doc) = w.run_json(&["result", "job-nope"]);
     assert_eq!(out.code, Some(2), "{out}");
     assert_eq!(doc["ok"], false, "{doc}");
+}
+
+#[test]
+fn the_prompt_can_come_from_a_file_or_stdin() {
+    use std::io::Write as _;
+    let w = World::new();
+    let file = w.ws.write("prompt.txt", "prompt from a file\n");
+    let out = w.run(&["task", "--prompt-file", &file.to_string_lossy()]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(w.prompts().iter().any(|p| p.contains("prompt from a file")));
+    let mut child = w
+        .command(&["task"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start codex-companion");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"prompt from stdin\n")
+        .expect("write the prompt");
+    let out = finish(child, &["task < stdin"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(out.stdout, "echo: prompt from stdin\n", "{out}");
+}
+
+#[test]
+fn cancelling_a_foreground_task_from_another_process() {
+    let w = World::new();
+    w.mock.push(Reply::hang());
+    let child = w.spawn(&["task", "--json", "wait forever"]);
+    wait_for("the turn to reach the model", COMMAND, || {
+        w.mock.open_streams() > 0
+    });
+    wait_for("the job to record its turn", COMMAND, || {
+        let (_, doc) = w.run_json(&["status"]);
+        doc["jobs"][0]["turn_id"].is_string()
+    });
+    // no id: the newest running job
+    let out = w.run(&["cancel"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let task = finish(child, &["task (cancelled)"]);
+    assert_eq!(task.code, Some(1), "{task}");
+    let doc: Value = serde_json::from_str(&task.stdout).expect("json");
+    assert_eq!(doc["status"], "cancelled", "{doc}");
+    assert_eq!(
+        w.job(doc["job_id"].as_str().unwrap_or_default())["status"],
+        "cancelled"
+    );
+    wait_for("the model stream to close", Duration::from_secs(30), || {
+        w.mock.open_streams() == 0
+    });
+    // nothing left to cancel
+    let out = w.run(&["cancel"]);
+    assert_eq!(out.code, Some(1), "{out}");
+}
+
+#[test]
+fn a_branch_review_against_a_base_with_a_model() {
+    let w = World::with_workspace(TempWorkspace::new().git_repo());
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t.invalid",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(w.ws.path())
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["checkout", "--quiet", "-b", "feature"]);
+    w.ws.write("feature.txt", "a feature\n");
+    git(&["add", "feature.txt"]);
+    git(&["commit", "--quiet", "-m", "add a feature"]);
+    let review = json!({"findings": [], "overall_correctness": "patch is correct",
+        "overall_explanation": "Fine.", "overall_confidence_score": 0.8});
+    w.mock
+        .set_responder(move |_| Reply::text(review.to_string()));
+    let (out, doc) = w.run_json(&["review", "--base", "main", "--model", "gpt-5.4"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(
+        doc["scope"],
+        json!({"scope": "branch", "base": "main"}),
+        "{doc}"
+    );
+    // codex renders the review itself (the `exitedReviewMode` item): the explanation, then
+    // the findings
+    assert_eq!(doc["rendered"], "Fine.\n", "{doc}");
+    let models: Vec<String> = w
+        .mock
+        .responses_requests()
+        .iter()
+        .filter_map(|r| r.model().map(str::to_owned))
+        .collect();
+    assert!(models.iter().any(|m| m == "gpt-5.4"), "{models:?}");
+    // a clean tree: auto reviews the branch
+    let (out, doc) = w.run_json(&["review"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(doc["scope"]["scope"], "branch", "{doc}");
+    let out = w.run(&["review", "--base", "no-such-branch"]);
+    assert_eq!(out.code, Some(2), "{out}");
 }
