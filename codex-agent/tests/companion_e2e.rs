@@ -933,3 +933,25 @@ fn a_branch_review_against_a_base_with_a_model() {
     let out = w.run(&["review", "--base", "no-such-branch"]);
     assert_eq!(out.code, Some(2), "{out}");
 }
+
+#[test]
+fn without_the_broker_a_private_app_server_runs_the_task() {
+    let w = World::new();
+    w.mock.push(Reply::text("private answer"));
+    let child = w
+        .command(&["task", "--json", "no broker please"])
+        .env("CODEX_COMPANION_NO_BROKER", "1")
+        .spawn()
+        .expect("start codex-companion");
+    let out = finish(child, &["task (CODEX_COMPANION_NO_BROKER=1)"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let doc: Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(doc["backend"], "app-server", "{doc}");
+    assert_eq!(doc["final_message"], "private answer", "{doc}");
+    assert_eq!(w.broker()["running"], false);
+    // the private app-server went away with the companion
+    let home = w.home_str();
+    if let Err(left) = wait_until_gone("CODEX_HOME", &home, Duration::from_secs(15)) {
+        panic!("processes left:\n{}", describe(&left));
+    }
+}

@@ -35,8 +35,15 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
 
-    /// Run Codex on a private app-server instead of the shared broker.
-    #[arg(long, global = true, env = "CODEX_COMPANION_NO_BROKER")]
+    /// Run Codex on a private app-server instead of the shared broker (the variable counts
+    /// when set to anything but "", 0, no, false or off).
+    #[arg(
+        long,
+        global = true,
+        env = "CODEX_COMPANION_NO_BROKER",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     pub no_broker: bool,
 }
 

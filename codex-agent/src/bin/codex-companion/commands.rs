@@ -465,7 +465,10 @@ async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
             Ok(ExitCode::Success)
         }
         Err(e) => {
-            eprintln!("codex-companion worker: job {id} ended: {e}");
+            eprintln!(
+                "codex-companion worker: job {id} ended: {}",
+                codex_core::jobs::redact(&e.to_string())
+            );
             Ok(ExitCode::Failure)
         }
     }

@@ -47,11 +47,13 @@ fn main() -> ExitCode {
 /// its exit code.
 fn report(err: &anyhow::Error, json: bool) -> companion::ExitCode {
     let code = exit_code_of(err);
-    eprintln!("codex-companion: error: {err:#}");
+    // codex's messages may quote its stderr: no secret reaches the terminal or a log
+    let message = codex_core::jobs::redact(&format!("{err:#}"));
+    eprintln!("codex-companion: error: {message}");
     if json {
         let doc = serde_json::json!({
             "ok": false,
-            "error": format!("{err:#}"),
+            "error": message,
             "exit_code": code.code(),
         });
         println!("{doc}");
