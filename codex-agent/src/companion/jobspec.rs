@@ -132,19 +132,26 @@ impl JobSpec {
     }
 
     /// Removes the specs whose job record is gone (pruned). Returns how many.
+    ///
+    /// The spec files are listed before the records: a spec is written after its record, so
+    /// a job queued meanwhile by another process is never taken for an orphan.
     pub fn prune_orphans(store: &JobStore) -> Result<usize, CompanionError> {
         let dir = store.dir().join(SPEC_DIR);
         let Ok(entries) = fs::read_dir(&dir) else {
             return Ok(0);
         };
+        let specs: Vec<(String, PathBuf)> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let id = name.strip_suffix(".json")?.to_owned();
+                Some((id, entry.path()))
+            })
+            .collect();
         let live: Vec<String> = store.list()?.jobs.into_iter().map(|j| j.id).collect();
         let mut removed = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(id) = name.strip_suffix(".json")
-                && !live.iter().any(|l| l == id)
-                && fs::remove_file(entry.path()).is_ok()
-            {
+        for (id, path) in specs {
+            if !live.contains(&id) && fs::remove_file(path).is_ok() {
                 removed += 1;
             }
         }
@@ -221,12 +228,13 @@ pub enum Stopped {
     Killed,
 }
 
-/// Stops a worker: SIGTERM to its process group (to the process alone when it does not lead
-/// a group, so that a foreground companion's shell is never signalled), then, if it is still
-/// alive after `grace`, SIGKILL the same way. `start_time` guards against a reused pid.
+/// Stops a worker: SIGTERM to its process group when it leads a session of its own (a
+/// worker, see [`detach_from_caller`]), else to the process alone (a foreground
+/// companion: its shell's job is never signalled); then, if it is still alive after `grace`,
+/// SIGKILL the same way. `start_time` guards against a reused pid.
 pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stopped {
     use nix::sys::signal::{Signal, kill, killpg};
-    use nix::unistd::{Pid, getpgid};
+    use nix::unistd::{Pid, getpgid, getsid};
     let Ok(raw) = i32::try_from(pid) else {
         return Stopped::AlreadyGone;
     };
@@ -234,7 +242,8 @@ pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stoppe
         return Stopped::AlreadyGone;
     }
     let target = Pid::from_raw(raw);
-    let leads_group = getpgid(Some(target)).is_ok_and(|g| g == target);
+    let leads_group = getsid(Some(target)).is_ok_and(|s| s == target)
+        && getpgid(Some(target)).is_ok_and(|g| g == target);
     let send = |signal: Signal| {
         let _ = if leads_group {
             killpg(target, signal)
@@ -312,5 +321,44 @@ mod tests {
             stop_worker(pid, start, Duration::ZERO),
             Stopped::AlreadyGone
         );
+    }
+
+    #[test]
+    fn a_session_leader_is_stopped_with_its_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("bg.pid");
+        // like a worker: a session of its own, with a child in its group
+        let mut leader = Command::new("setsid")
+            .arg("sh")
+            .arg("-c")
+            .arg(format!(
+                "sleep 30 & echo $! > '{}'; wait",
+                pidfile.display()
+            ))
+            .spawn()
+            .unwrap();
+        let pid = leader.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let child: u32 = loop {
+            if let Some(p) = fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "the group never started");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let reaper = std::thread::spawn(move || leader.wait());
+        assert_eq!(
+            stop_worker(pid, process_start_time(pid), Duration::from_secs(5)),
+            Stopped::Terminated
+        );
+        reaper.join().unwrap().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while worker_alive(child, None) {
+            assert!(Instant::now() < deadline, "the worker's child survived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

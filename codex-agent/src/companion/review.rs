@@ -650,8 +650,11 @@ mod tests {
             ReviewScope::WorkingTree
         );
         let diff = scope_diff(dir.path(), &ReviewScope::WorkingTree, 10_000).unwrap();
+        assert!(diff.contains("+two"), "{diff}");
         assert!(
-            diff.contains("+two") && diff.contains("Untracked files:\nnew.txt"),
+            diff.contains(
+                "diff --git a/new.txt b/new.txt\nnew file (untracked)\n--- /dev/null\n+++ b/new.txt\n+new\n"
+            ),
             "{diff}"
         );
         let cut = scope_diff(dir.path(), &ReviewScope::WorkingTree, 10).unwrap();
