@@ -90,9 +90,9 @@ impl World {
     fn with_workspace(ws: TempWorkspace) -> World {
         ensure_broker_binary();
         let mock = MockModel::start_blocking();
-        // no shell snapshot: it runs a login shell, whose profile (pyenv's rehash lock) can
-        // block for a minute when another shell was killed holding the lock
-        let home = CodexHome::new(&mock).extra_toml("[features]\nshell_snapshot = false");
+        // CodexHome turns codex's shell snapshot off (a login shell that can block on
+        // pyenv's rehash lock)
+        let home = CodexHome::new(&mock);
         let state = tempfile::tempdir().expect("state dir");
         World {
             mock,

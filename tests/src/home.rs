@@ -152,6 +152,9 @@ impl CodexHome {
             out.push('\n');
         }
         out.push_str("\n[analytics]\nenabled = false\n\n");
+        // codex's shell snapshot runs `bash -lc` at thread start; a slow or blocked login
+        // profile (seen here: pyenv's rehash lock) would stall every test turn.
+        out.push_str("[features]\nshell_snapshot = false\n\n");
         out.push_str("[model_providers.mock]\n");
         out.push_str("name = \"Mock Responses\"\n");
         out.push_str(&format!("base_url = {}\n", toml_str(&self.base_url)));
