@@ -59,6 +59,7 @@
 )]
 
 pub mod approval;
+pub mod backend;
 pub mod broker;
 pub mod connection;
 pub mod error;
@@ -69,6 +70,7 @@ pub mod transport;
 pub use approval::{
     ApprovalHandler, Decision, PendingServerRequest, ServerReply, ServerRequestCtx,
 };
+pub use backend::AspBackend;
 pub use connection::{
     Connection, ConnectionOptions, ConnectionStats, Event, Filter, Notification, Subscription,
 };
