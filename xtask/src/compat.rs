@@ -32,16 +32,22 @@ use anyhow::{Context, Result, bail};
 ///
 /// Found by running this command (both suites) over the stable `x.y.0` releases listed once
 /// by `npm view @openai/codex versions --json`, bisecting between 0.100.0 (fails both suites)
-/// and the pinned 0.169.0: 0.125.0 passes `cli` but fails `asp`; 0.128.0, 0.129.0 and
-/// 0.130.0 fail `asp` (no approval request for an escalated command, a non-loopback
-/// `--listen` without auth is accepted) and 0.130.0 also fails `cli` (its shell-snapshot
-/// `bash -lc` runs in a session of its own and outlives the killed process group); 0.131.0
-/// is the oldest release that passes every test. README, "Supported codex versions", has the
-/// details.
-pub(crate) const OLDEST_SUPPORTED: &str = "0.131.0";
+/// and the pinned 0.169.0:
+///
+/// - 0.125.0 passes `cli`, fails `asp`; 0.128.0 to 0.130.0 fail `asp` (an escalated command
+///   runs without an approval request; a non-loopback `--listen` without auth is accepted)
+///   and 0.130.0 also fails `cli` (its shell-snapshot `bash -lc` runs in a session of its own
+///   and outlives the killed process group);
+/// - 0.131.0 to 0.153.0 pass `cli` and all of `asp` but two companion cancel tests: after
+///   `turn/interrupt` the app-server keeps the model's HTTP stream open (the turn does end as
+///   interrupted);
+/// - 0.154.0 is the oldest release that passes every test.
+///
+/// README, "Supported codex versions", has the details.
+pub(crate) const OLDEST_SUPPORTED: &str = "0.154.0";
 
 /// A release about halfway between the oldest supported one and the pinned one.
-pub(crate) const MID_VERSION: &str = "0.150.0";
+pub(crate) const MID_VERSION: &str = "0.160.0";
 
 /// The versions checked when `--versions` is not given: oldest supported, mid, pinned.
 pub(crate) const DEFAULT_VERSIONS: [&str; 3] =
