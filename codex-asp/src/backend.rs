@@ -1638,6 +1638,13 @@ mod tests {
         let msg = server.recv_json().await.unwrap();
         assert_eq!(msg["method"], "turn/interrupt", "{msg}");
         server.respond(&msg["id"], json!({})).await.unwrap();
+        server
+            .notify(
+                "turn/completed",
+                json!({"threadId": "t", "turn": {"id": "u", "status": "interrupted", "items": []}}),
+            )
+            .await
+            .unwrap();
         let (events, outcome) = reader.await.unwrap();
         let err = outcome.unwrap_err();
         match BackendError::from_core(&err) {

@@ -241,7 +241,20 @@ impl Subscription {
         if let Some(event) = self.held.take() {
             return Poll::Ready(Ok(event));
         }
-        match ready!(self.rx.poll_recv(cx)) {
+        let delivery = match self.rx.poll_recv(cx) {
+            Poll::Ready(delivery) => delivery,
+            Poll::Pending => {
+                // Everything queued was read: report what was dropped since now, not with
+                // the next event, which may never come (a dropped `turn/completed`).
+                let missed = self.missed.swap(0, Ordering::AcqRel);
+                return if missed > 0 {
+                    Poll::Ready(Ok(Event::Lagged(missed)))
+                } else {
+                    Poll::Pending
+                };
+            }
+        };
+        match delivery {
             Some(Delivery {
                 missed_before,
                 event,
