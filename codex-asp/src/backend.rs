@@ -93,9 +93,9 @@ use std::time::Duration;
 use codex_core::backend::DEFAULT_EVENT_CAPACITY;
 use codex_core::event::{DeltaKind, FileChangeKind, FileUpdate, ItemStatus, TodoEntry};
 use codex_core::{
-    ApprovalPolicy, AuthMode, Backend, BackendKind, CodexBinary, Event, ExitSummary, Feature,
-    Item, ItemDetails, ReasoningEffort, Run, RunSink, SandboxMode, ServiceTier, TaskSpec,
-    ThreadId, TurnId, Usage,
+    ApprovalPolicy, AuthMode, Backend, BackendKind, CodexBinary, Event, ExitSummary, Feature, Item,
+    ItemDetails, ReasoningEffort, Run, RunSink, SandboxMode, ServiceTier, TaskSpec, ThreadId,
+    TurnId, Usage,
 };
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
@@ -112,8 +112,8 @@ use crate::protocol::{
     ReviewStartParams, ReviewTarget, SandboxPolicy, ServerNotification, ThreadFork,
     ThreadForkParams, ThreadItem, ThreadList, ThreadListParams, ThreadOverrides, ThreadResume,
     ThreadResumeParams, ThreadStart, ThreadStartParams, TurnInterrupt, TurnInterruptParams,
-    TurnStart, TurnStartParams, TurnStatus, TurnSteer, TurnSteerParams, UserInput,
-    WireSandboxMode, error_codes,
+    TurnStart, TurnStartParams, TurnStatus, TurnSteer, TurnSteerParams, UserInput, WireSandboxMode,
+    error_codes,
 };
 use crate::transport::{Transport, TransportOptions, stdio};
 
@@ -513,18 +513,24 @@ impl AspBackend {
     /// (`thread/list` filtered by cwd, newest first), if any.
     pub async fn latest_thread_for(&self, cwd: &Path) -> codex_core::Result<Option<ThreadId>> {
         let cwd = absolute_dir(cwd, "cwd")?;
-        let mut params = ThreadListParams::default();
-        params.cwd = Some(Value::String(path_string(&cwd)));
-        params.limit = Some(1);
-        params.sort_key = Some("updated_at".into());
-        params.sort_direction = Some("desc".into());
+        let params = ThreadListParams {
+            cwd: Some(Value::String(path_string(&cwd))),
+            limit: Some(1),
+            sort_key: Some("updated_at".into()),
+            sort_direction: Some("desc".into()),
+            ..ThreadListParams::default()
+        };
         let response = self.call::<ThreadList>(params).await?;
         Ok(response.data.into_iter().next().map(|t| ThreadId(t.id)))
     }
 
     /// Interrupts a running turn (`turn/interrupt`); its run ends with
     /// [`codex_core::Error::Cancelled`] once `turn/completed` (status `interrupted`) arrives.
-    pub async fn interrupt(&self, thread_id: &ThreadId, turn_id: &TurnId) -> codex_core::Result<()> {
+    pub async fn interrupt(
+        &self,
+        thread_id: &ThreadId,
+        turn_id: &TurnId,
+    ) -> codex_core::Result<()> {
         self.call::<TurnInterrupt>(TurnInterruptParams::new(
             thread_id.as_str(),
             turn_id.as_str(),
@@ -592,7 +598,9 @@ impl AspBackend {
     /// [`AuthMode::OtherProvider`] named after `model_provider` (codex 0.169.0 reports no
     /// account at all for such a provider, even with a stored API key).
     pub async fn account(&self) -> codex_core::Result<AuthMode> {
-        let response = self.call::<AccountRead>(GetAccountParams::default()).await?;
+        let response = self
+            .call::<AccountRead>(GetAccountParams::default())
+            .await?;
         Ok(match response.account {
             Some(Account::ApiKey) => AuthMode::ApiKey,
             Some(Account::Chatgpt(account)) => AuthMode::ChatGpt {
@@ -716,9 +724,11 @@ impl Backend for AspBackend {
         let started = Instant::now();
         self.check_spec(&spec).await?;
         let timeout = spec.timeout.or(self.inner.default_timeout);
-        let mut params = ThreadStartParams::default();
-        params.overrides = thread_overrides(&spec, true)?;
-        params.ephemeral = spec.ephemeral.then_some(true);
+        let params = ThreadStartParams {
+            overrides: thread_overrides(&spec, true)?,
+            ephemeral: spec.ephemeral.then_some(true),
+            ..ThreadStartParams::default()
+        };
         let setup = async {
             let (thread_id, sub) = self.open_thread::<ThreadStart>(params).await?;
             let turn_id = self.start_turn(&thread_id, &spec).await?;
@@ -1021,8 +1031,7 @@ impl Driver {
             return;
         }
         let params = TurnInterruptParams::new(&self.tracker.thread_id, &self.tracker.root);
-        match tokio::time::timeout(STOP_GRACE, self.conn.request::<TurnInterrupt>(params)).await
-        {
+        match tokio::time::timeout(STOP_GRACE, self.conn.request::<TurnInterrupt>(params)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::debug!("turn/interrupt failed: {e}"),
             Err(_) => tracing::debug!("turn/interrupt was not answered in {STOP_GRACE:?}"),
@@ -1403,12 +1412,23 @@ mod tests {
                 (DeltaKind::AgentMessage, " world"),
             ]
         );
-        assert!(events.iter().any(|e| matches!(e, Event::ItemCompleted { item }
-            if item.details == ItemDetails::Reasoning { text: "Thinking hard.".into() })));
-        assert!(events.iter().any(|e| matches!(e, Event::ItemCompleted { item }
-            if item.details == ItemDetails::UserMessage { text: "Say hello".into() })));
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::ItemCompleted { item }
+            if item.details == ItemDetails::Reasoning { text: "Thinking hard.".into() }))
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::ItemCompleted { item }
+            if item.details == ItemDetails::UserMessage { text: "Say hello".into() }))
+        );
         assert_eq!(
-            events.iter().filter(|e| matches!(e, Event::TurnStarted { .. })).count(),
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::TurnStarted { .. }))
+                .count(),
             1
         );
         match events.last() {
@@ -1421,8 +1441,16 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // thread/started is not repeated; thread/status/changed is kept as Unknown
-        assert!(!events.iter().any(|e| matches!(e, Event::Unknown { kind, .. } if kind == "thread/started")));
-        assert!(events.iter().any(|e| matches!(e, Event::Unknown { kind, .. } if kind == "thread/status/changed")));
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::Unknown { kind, .. } if kind == "thread/started"))
+        );
+        assert!(
+            events.iter().any(
+                |e| matches!(e, Event::Unknown { kind, .. } if kind == "thread/status/changed")
+            )
+        );
     }
 
     #[test]
@@ -1443,9 +1471,7 @@ mod tests {
     fn review_sub_turns_do_not_end_the_run() {
         let root = "root-turn".to_owned();
         let mut tracker = TurnTracker::new("t".into(), root.clone());
-        let turn = |id: &str, root: &str, status: &str| {
-            json!({"threadId": "t", "turn": {"id": id, "rootTurnId": root, "items": [], "status": status}})
-        };
+        let turn = |id: &str, root: &str, status: &str| json!({"threadId": "t", "turn": {"id": id, "rootTurnId": root, "items": [], "status": status}});
         let events = tracker.on_notification(&Notification::new(
             "turn/started",
             turn("sub", &root, "inProgress"),
@@ -1480,7 +1506,8 @@ mod tests {
 
     #[test]
     fn unknown_items_keep_their_raw_json() {
-        let raw = json!({"type": "exitedReviewMode", "id": "r", "review": "looks good", "extra": 1});
+        let raw =
+            json!({"type": "exitedReviewMode", "id": "r", "review": "looks good", "extra": 1});
         let item: ThreadItem = serde_json::from_value(raw.clone()).unwrap();
         let core = core_item(&item, Some(&raw));
         assert_eq!(
@@ -1554,10 +1581,7 @@ mod tests {
             ConnectionOptions::default().subscription_capacity(4),
         );
         (
-            AspBackend::from_connection_with(
-                conn,
-                AspBackendOptions::default().event_capacity(1),
-            ),
+            AspBackend::from_connection_with(conn, AspBackendOptions::default().event_capacity(1)),
             server,
         )
     }
@@ -1682,7 +1706,10 @@ mod tests {
         }
         // later calls fail typed too
         let err = backend.account().await.unwrap_err();
-        assert!(matches!(err, codex_core::Error::ProcessExited { .. }), "{err}");
+        assert!(
+            matches!(err, codex_core::Error::ProcessExited { .. }),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -1690,7 +1717,10 @@ mod tests {
         let (backend, mut server) = memory_backend();
         let run = start_turn(&backend, &mut server).await;
         server.send_line("this is not JSON").await.unwrap();
-        server.send_line(r#"{"neither": "JSON-RPC"}"#).await.unwrap();
+        server
+            .send_line(r#"{"neither": "JSON-RPC"}"#)
+            .await
+            .unwrap();
         server
             .notify(
                 "item/completed",
