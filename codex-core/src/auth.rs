@@ -152,7 +152,7 @@ impl AuthMode {
     /// on stdout, so pass both) and its exit code.
     ///
     /// Known wordings: `Not logged in` (exit 1); `Logged in using ChatGPT`; `Logged in using
-    /// an API key - sk-...` (older versions); `API key configured - sk-...` (0.169).
+    /// an API key - sk-...` (up to 0.163.0); `API key configured - sk-...` (from 0.164.0).
     /// Unrecognised output under exit 0 is reported as `None` rather than guessed.
     pub fn from_login_status(output: &str, exit_code: Option<i32>) -> Option<AuthMode> {
         let text = output.to_ascii_lowercase();
