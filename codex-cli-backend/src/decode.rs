@@ -230,14 +230,224 @@ fn undecodable(line: &str, reason: impl Into<String>) -> Event {
 }
 
 /// Decodes one line of `codex exec --json` output. Never fails: see the module docs.
+///
+/// The events of a normal turn (`thread.started`, `turn.started`, `item.*` of the known item
+/// types, `turn.completed`) are deserialized straight from the text into typed structs
+/// (the `type` tag borrowed, no intermediate [`Value`]); anything else, and any line the
+/// typed pass does not take whole, goes through a [`Value`], with the same result.
 pub fn decode_line(line: &str) -> Event {
     let trimmed = line.trim();
     if trimmed.is_empty() {
         return undecodable(line, "empty line");
     }
+    if let Some(event) = fast::decode(trimmed) {
+        return event;
+    }
+    decode_slow(trimmed, line)
+}
+
+/// The general path: parse into a [`Value`], then decode.
+fn decode_slow(trimmed: &str, line: &str) -> Event {
     match serde_json::from_str::<Value>(trimmed) {
         Ok(value) => decode_value(value, line),
         Err(e) => undecodable(line, format!("not JSON: {e}")),
+    }
+}
+
+/// The typed single pass for the common events.
+///
+/// It returns `None` (and the caller takes the [`Value`] path) whenever the line is not one
+/// of the common events or anything about it is unusual: an unexpected type, a missing
+/// required field, a duplicate key, an unknown item type or status. So for every line it
+/// decodes, it gives exactly what the [`Value`] path gives.
+///
+/// The item fields of every known item type are read into one struct. Each field has the
+/// type and default of the per-type struct of the [`Value`] path (`parse::<CommandItem>`,
+/// ...), except that fields some type requires are `Option`s here and checked when the
+/// details are built. The line, its item and its usage must be JSON objects ([`MapOnly`]):
+/// serde would also build a struct from an array, where the [`Value`] path sees no fields.
+mod fast {
+    use std::borrow::Cow;
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use codex_core::event::{FileChangeKind, FileUpdate, TodoEntry};
+    use codex_core::{Event, Item, ItemDetails, Usage};
+    use serde::Deserialize;
+    use serde::de::{Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
+    use serde_json::Value;
+
+    use super::{ChangeEntry, TodoItem, status};
+
+    /// `T` read from a JSON object only (an array is an error).
+    struct MapOnly<T>(T);
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct ObjectVisitor<T>(PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+                type Value = T;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                    T::deserialize(MapAccessDeserializer::new(map))
+                }
+            }
+            deserializer
+                .deserialize_map(ObjectVisitor(PhantomData))
+                .map(MapOnly)
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Line<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(default, borrow)]
+        thread_id: Option<Cow<'a, str>>,
+        #[serde(default)]
+        item: Option<MapOnly<ItemFields>>,
+        #[serde(default)]
+        usage: Option<MapOnly<UsageFields>>,
+    }
+
+    #[derive(Deserialize)]
+    struct UsageFields {
+        #[serde(default)]
+        input_tokens: Option<u64>,
+        #[serde(default)]
+        cached_input_tokens: Option<u64>,
+        #[serde(default)]
+        output_tokens: Option<u64>,
+        #[serde(default)]
+        reasoning_output_tokens: Option<u64>,
+    }
+
+    #[derive(Deserialize)]
+    struct ItemFields {
+        #[serde(default)]
+        id: Option<Value>,
+        #[serde(rename = "type", default)]
+        kind: Option<String>,
+        #[serde(default)]
+        text: Option<String>,
+        #[serde(default)]
+        command: Option<String>,
+        #[serde(default)]
+        aggregated_output: String,
+        #[serde(default)]
+        exit_code: Option<i32>,
+        #[serde(default)]
+        status: Option<String>,
+        #[serde(default)]
+        changes: Vec<ChangeEntry>,
+        #[serde(default)]
+        server: Option<String>,
+        #[serde(default)]
+        tool: Option<String>,
+        #[serde(default)]
+        arguments: Option<Value>,
+        #[serde(default)]
+        result: Option<Value>,
+        #[serde(default)]
+        error: Option<Value>,
+        #[serde(default)]
+        query: String,
+        #[serde(default)]
+        items: Vec<TodoItem>,
+        #[serde(default)]
+        message: Option<String>,
+    }
+
+    pub(super) fn decode(text: &str) -> Option<Event> {
+        let MapOnly(line) = serde_json::from_str::<MapOnly<Line<'_>>>(text).ok()?;
+        Some(match &*line.kind {
+            "thread.started" => match line.thread_id {
+                Some(id) if !id.is_empty() => Event::ThreadStarted {
+                    thread_id: id.into_owned().into(),
+                },
+                _ => return None,
+            },
+            "turn.started" => Event::TurnStarted { turn_id: None },
+            "turn.completed" => Event::TurnCompleted {
+                turn_id: None,
+                usage: line.usage.map(|MapOnly(u)| {
+                    Usage::new(
+                        u.input_tokens.unwrap_or(0),
+                        u.cached_input_tokens.unwrap_or(0),
+                        u.output_tokens.unwrap_or(0),
+                        u.reasoning_output_tokens.unwrap_or(0),
+                    )
+                }),
+            },
+            kind @ ("item.started" | "item.updated" | "item.completed") => {
+                let item = item(line.item?.0)?;
+                match kind {
+                    "item.started" => Event::ItemStarted { item },
+                    "item.updated" => Event::ItemUpdated { item },
+                    _ => Event::ItemCompleted { item },
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    fn item(f: ItemFields) -> Option<Item> {
+        let id = match f.id? {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        let details = match f.kind?.as_str() {
+            "agent_message" => ItemDetails::AgentMessage { text: f.text? },
+            "reasoning" => ItemDetails::Reasoning { text: f.text? },
+            "user_message" => ItemDetails::UserMessage { text: f.text? },
+            "command_execution" => ItemDetails::CommandExecution {
+                command: f.command?,
+                aggregated_output: f.aggregated_output,
+                exit_code: f.exit_code,
+                status: status(&f.status?)?,
+            },
+            "file_change" => {
+                let status = status(&f.status?)?;
+                let changes = f
+                    .changes
+                    .into_iter()
+                    .map(|c| {
+                        let kind = match c.kind.as_str() {
+                            "add" => FileChangeKind::Add,
+                            "delete" => FileChangeKind::Delete,
+                            "update" => FileChangeKind::Update,
+                            _ => return None,
+                        };
+                        Some(FileUpdate::new(c.path, kind))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                ItemDetails::FileChange { changes, status }
+            }
+            "mcp_tool_call" => ItemDetails::McpToolCall {
+                server: f.server?,
+                tool: f.tool?,
+                arguments: f.arguments.filter(|v| !v.is_null()),
+                result: f.result.filter(|v| !v.is_null()),
+                error: super::error_message(f.error.as_ref()),
+                status: status(&f.status?)?,
+            },
+            "web_search" => ItemDetails::WebSearch { query: f.query },
+            "todo_list" => ItemDetails::TodoList {
+                items: f
+                    .items
+                    .into_iter()
+                    .map(|t| TodoEntry::new(t.text, t.completed))
+                    .collect(),
+            },
+            "error" => ItemDetails::Error {
+                message: f.message?,
+            },
+            _ => return None,
+        };
+        Some(Item::new(id, details))
     }
 }
 
@@ -792,6 +1002,144 @@ mod tests {
                 }
             }
             let _ = decode_line(&String::from_utf8_lossy(&m));
+        }
+    }
+
+    /// Every real line, plus hand-picked odd ones.
+    fn differential_corpus() -> Vec<String> {
+        let mut lines: Vec<String> = SAMPLES.iter().map(|s| (*s).to_owned()).collect();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/exec");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("tests/fixtures/exec")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            lines.extend(text.lines().map(str::to_owned));
+        }
+        lines.extend(
+            [
+                r#"["turn.started"]"#,
+                r#"{"type":"turn.completed","usage":[1,2,3,4]}"#,
+                r#"{"type":"turn.completed","usage":null}"#,
+                r#"{"type":"turn.completed","usage":{"input_tokens":-1,"output_tokens":1.5}}"#,
+                r#"{"type":"turn.completed","usage":{"input_tokens":null}}"#,
+                r#"{"type":"turn.started","type":"turn.completed"}"#,
+                r#"{"type":"thread.started","thread_id":""}"#,
+                r#"{"type":"thread.started","thread_id":7}"#,
+                r#"{"type":"thread.started","thread_id":"a\"b"}"#,
+                r#"{"type":"turn.st\u0061rted"}"#,
+                r#"{"type":"item.completed","item":[]}"#,
+                r#"{"type":"item.completed","item":["i","agent_message","t"]}"#,
+                r#"{"type":"item.completed","item":{"id":12,"type":"agent_message","text":"t"}}"#,
+                r#"{"type":"item.completed","item":{"id":null,"type":"agent_message","text":"t"}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","type":null,"item_type":"agent_message","text":"t"}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","item_type":"agent_message","text":"t"}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","type":"agent_message","text":null}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","type":"agent_message","text":"t","status":5}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","type":"command_execution","command":"c","aggregated_output":null,"status":"completed"}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","type":"command_execution","command":"c","status":"completed"}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","type":"file_change","changes":[{"path":"p","kind":"rename"}],"status":"completed"}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","type":"file_change","changes":[["p","add"]],"status":"completed"}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","type":"mcp_tool_call","server":"s","tool":"t","error":"boom","arguments":null,"status":"failed"}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","type":"web_search"}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","type":"todo_list","items":null}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","type":"error","message":"m","text":{}}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","type":"collab_tool_call"}}"#,
+                r#"{"type":"item.completed","item":{"id":"i","id":"j","type":"reasoning","text":"t"}}"#,
+                r#"{"type":"item.completed"}"#,
+                r#"{"type":"turn.started"} trailing"#,
+            ]
+            .map(str::to_owned),
+        );
+        lines
+    }
+
+    fn assert_same(line: &str) {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            return;
+        }
+        let slow = decode_slow(trimmed, line);
+        if let Some(typed) = fast::decode(trimmed) {
+            assert_eq!(typed, slow, "the typed pass differs on {line}");
+        }
+        assert_eq!(decode_line(line), slow, "{line}");
+    }
+
+    #[test]
+    fn the_typed_pass_agrees_with_the_value_path() {
+        let corpus = differential_corpus();
+        for line in &corpus {
+            assert_same(line);
+        }
+        // the events of a normal turn take the typed pass
+        for line in [
+            SAMPLES[0], SAMPLES[1], SAMPLES[2], SAMPLES[3], SAMPLES[4], SAMPLES[5],
+        ] {
+            assert!(fast::decode(line).is_some(), "{line}");
+        }
+        // every member of every real event, replaced by values of every JSON type
+        let replacements = [
+            json!(null),
+            json!([]),
+            json!({}),
+            json!(1),
+            json!(-1),
+            json!(1.5),
+            json!("x"),
+            json!(true),
+            json!([{"path": "p", "kind": "add"}]),
+            json!({"message": "m"}),
+        ];
+        let mut checked = 0;
+        for line in &corpus {
+            let Ok(Value::Object(event)) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            for key in event.keys() {
+                for r in &replacements {
+                    let mut e = event.clone();
+                    e.insert(key.clone(), r.clone());
+                    assert_same(&Value::Object(e).to_string());
+                    checked += 1;
+                }
+            }
+            if let Some(Value::Object(item)) = event.get("item") {
+                for key in item.keys().chain(["item_type".to_owned()].iter()) {
+                    for r in &replacements {
+                        let mut i = item.clone();
+                        i.insert(key.clone(), r.clone());
+                        let mut e = event.clone();
+                        e.insert("item".into(), Value::Object(i));
+                        assert_same(&Value::Object(e).to_string());
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+        // and byte-level mutations
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        for _ in 0..20_000 {
+            let sample = corpus[rng.below(corpus.len() as u64)].as_bytes().to_vec();
+            let mut m = sample;
+            for _ in 0..=rng.below(3) {
+                if m.is_empty() {
+                    break;
+                }
+                let at = rng.below(m.len() as u64);
+                match rng.below(3) {
+                    0 => m[at] = b"{}[]\",:0n -\\u"[rng.below(13)],
+                    1 => {
+                        m.remove(at);
+                    }
+                    _ => m.insert(at, b"{}[]\",:0n -\\"[rng.below(12)]),
+                }
+            }
+            assert_same(&String::from_utf8_lossy(&m));
         }
     }
 
