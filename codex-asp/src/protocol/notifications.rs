@@ -495,6 +495,56 @@ macro_rules! server_notifications {
                 Self::Raw { method: method.to_owned(), params, parse_error: None }
             }
 
+            /// Decodes one notification message, `{"method": .., "params": ..}`, from its JSON
+            /// text: the same result as `serde_json::from_str::<ServerNotification>(text)`
+            /// (which goes through a [`Value`] and [`ServerNotification::from_parts`]), faster.
+            ///
+            /// One pass: the method is read (borrowed), then the params of a typed method are
+            /// deserialized straight from the text into their type, without building a
+            /// [`Value`] (those of an untyped method into the `Raw` variant's [`Value`]). A
+            /// message this pass does not take whole (params before the method, a duplicate
+            /// member, params that do not parse, anything malformed) is decoded again by the
+            /// [`Value`] path, so `Raw` variants and errors are exactly those of the
+            /// [`Deserialize`] implementation.
+            ///
+            /// ```
+            /// use codex_asp::protocol::ServerNotification;
+            /// let text = r#"{"method":"item/agentMessage/delta","params":{"threadId":"t","turnId":"u","itemId":"i","delta":"Hel"}}"#;
+            /// let n = ServerNotification::from_json(text)?;
+            /// assert!(matches!(n, ServerNotification::AgentMessageDelta(ref d) if d.delta == "Hel"));
+            /// assert_eq!(n, serde_json::from_str::<ServerNotification>(text)?);
+            /// # Ok::<(), serde_json::Error>(())
+            /// ```
+            ///
+            /// # Errors
+            /// When the text is not a JSON object with a string `method` (as the
+            /// [`Deserialize`] implementation).
+            pub fn from_json(text: &str) -> serde_json::Result<Self> {
+                match serde_json::from_str::<fast::Envelope>(text) {
+                    Ok(fast::Envelope(n)) => Ok(n),
+                    Err(_) => serde_json::from_str(text),
+                }
+            }
+
+            /// The notification of `method` whose params `deserializer` holds: the typed
+            /// variant, or `Raw` with the params as a [`Value`] for untyped methods. Fails
+            /// when typed params do not parse.
+            fn params_from<'de, D: serde::Deserializer<'de>>(
+                method: &str,
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                $(
+                    if method == <$ty as Notification>::METHOD {
+                        return <$ty as Deserialize>::deserialize(deserializer).map(Self::$variant);
+                    }
+                )*
+                Value::deserialize(deserializer).map(|params| Self::Raw {
+                    method: method.to_owned(),
+                    params,
+                    parse_error: None,
+                })
+            }
+
             /// The JSON-RPC method.
             pub fn method(&self) -> &str {
                 match self {
@@ -607,6 +657,124 @@ impl ServerNotification {
     }
 }
 
+/// The single pass of [`ServerNotification::from_json`].
+mod fast {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::Deserialize;
+    use serde::de::{
+        self, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor,
+    };
+
+    use super::ServerNotification;
+
+    /// A notification read in one pass; fails (for the caller to take the `Value` path) on
+    /// anything unusual.
+    pub(super) struct Envelope(pub(super) ServerNotification);
+
+    enum Key {
+        Method,
+        Params,
+        Other,
+    }
+
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct KeyVisitor;
+            impl Visitor<'_> for KeyVisitor {
+                type Value = Key;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a member name")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                    Ok(match v {
+                        "method" => Key::Method,
+                        "params" => Key::Params,
+                        _ => Key::Other,
+                    })
+                }
+            }
+            deserializer.deserialize_identifier(KeyVisitor)
+        }
+    }
+
+    /// A string, borrowed from the input when it has no escapes.
+    struct Text<'de>(Cow<'de, str>);
+
+    impl<'de> Deserialize<'de> for Text<'de> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct TextVisitor;
+            impl<'de> Visitor<'de> for TextVisitor {
+                type Value = Text<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                    Ok(Text(Cow::Borrowed(v)))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                    Ok(Text(Cow::Owned(v.to_owned())))
+                }
+                fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                    Ok(Text(Cow::Owned(v)))
+                }
+            }
+            deserializer.deserialize_str(TextVisitor)
+        }
+    }
+
+    struct Params<'m>(&'m str);
+
+    impl<'de> DeserializeSeed<'de> for Params<'_> {
+        type Value = ServerNotification;
+        fn deserialize<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            ServerNotification::params_from(self.0, deserializer)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Envelope {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct EnvelopeVisitor;
+            impl<'de> Visitor<'de> for EnvelopeVisitor {
+                type Value = Envelope;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a notification object, method first")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
+                    let mut method: Option<Cow<'de, str>> = None;
+                    let mut out = None;
+                    while let Some(key) = map.next_key::<Key>()? {
+                        match key {
+                            Key::Method if method.is_none() => {
+                                method = Some(map.next_value::<Text<'de>>()?.0);
+                            }
+                            Key::Params if out.is_none() => {
+                                let Some(m) = method.as_deref() else {
+                                    return Err(A::Error::custom("params before the method"));
+                                };
+                                out = Some(map.next_value_seed(Params(m))?);
+                            }
+                            Key::Method | Key::Params => {
+                                return Err(A::Error::custom("a duplicate member"));
+                            }
+                            Key::Other => {
+                                map.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                    }
+                    out.map(Envelope)
+                        .ok_or_else(|| A::Error::custom("no params"))
+                }
+            }
+            deserializer.deserialize_map(EnvelopeVisitor)
+        }
+    }
+}
+
 /// Serializes as the JSON-RPC notification object `{"method": .., "params": ..}`.
 impl Serialize for ServerNotification {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -640,6 +808,104 @@ impl<'de> Deserialize<'de> for ServerNotification {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The notifications of the recorded transcripts (`tests/fixtures/*.jsonl`).
+    fn recorded_notifications() -> Vec<Value> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            if entry.path().extension().is_none_or(|e| e != "jsonl") {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            for line in text.lines() {
+                let Ok(v) = serde_json::from_str::<Value>(line) else {
+                    continue;
+                };
+                let msg = &v["msg"];
+                if v["dir"] == "in" && msg.get("method").is_some() && msg.get("id").is_none() {
+                    out.push(msg.clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn assert_same(text: &str) {
+        let fast = ServerNotification::from_json(text);
+        let slow = serde_json::from_str::<ServerNotification>(text);
+        match (&fast, &slow) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("from_json {fast:?} but the Value path {slow:?} for {text}"),
+        }
+    }
+
+    #[test]
+    fn from_json_agrees_with_the_value_path() {
+        let recorded = recorded_notifications();
+        assert!(recorded.len() > 50, "{}", recorded.len());
+        let typed = recorded
+            .iter()
+            .filter(|m| {
+                ServerNotification::TYPED_METHODS.contains(&m["method"].as_str().unwrap_or(""))
+            })
+            .count();
+        assert!(typed > 30, "{typed}");
+        let replacements = [
+            json!(null),
+            json!([]),
+            json!({}),
+            json!(1),
+            json!(-1),
+            json!(1.5),
+            json!("x"),
+            json!(true),
+        ];
+        let mut checked = 0;
+        for msg in &recorded {
+            assert_same(&msg.to_string());
+            let Value::Object(top) = msg else { continue };
+            for key in top.keys() {
+                for r in &replacements {
+                    let mut m = top.clone();
+                    m.insert(key.clone(), r.clone());
+                    assert_same(&Value::Object(m).to_string());
+                    checked += 1;
+                }
+            }
+            let mut no_params = top.clone();
+            no_params.remove("params");
+            assert_same(&Value::Object(no_params).to_string());
+            if let Some(Value::Object(params)) = top.get("params") {
+                for key in params.keys() {
+                    for r in &replacements {
+                        let mut p = params.clone();
+                        p.insert(key.clone(), r.clone());
+                        let mut m = top.clone();
+                        m.insert("params".into(), Value::Object(p));
+                        assert_same(&Value::Object(m).to_string());
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+        for text in [
+            "",
+            "[]",
+            r#"["turn/completed", {}]"#,
+            r#"{"method": 1}"#,
+            r#"{"params": {}}"#,
+            r#"{"method":"error","method":"error","params":{}}"#,
+            r#"{"method":"turn/started","params":{"threadId":"t","turn":{"id":"u","items":[],"status":"inProgress"}},"params":{}}"#,
+            r#"{"method":"item/agentMessage/delta","params":{"threadId":"t","turnId":"u","itemId":"i","delta":"\u0048i"}} x"#,
+            r#"{"method":"item/agentMessage/d\u0065lta","params":{"threadId":"t","turnId":"u","itemId":"i","delta":"x"}}"#,
+            r#"{"jsonrpc":"2.0","params":{"threadId":"t","turnId":"u","itemId":"i","delta":"x"},"method":"item/agentMessage/delta"}"#,
+        ] {
+            assert_same(text);
+        }
+    }
 
     #[test]
     fn typed_raw_and_broken() {
