@@ -8,9 +8,11 @@
 //!   [`codex_cli_backend::decode_all`] over the whole buffer, framing included);
 //! - **app-server**: every server notification of `codex-asp/tests/fixtures/*.jsonl` (real
 //!   `codex app-server` transcripts), each taken verbatim as one line, decoded into a
-//!   [`ServerNotification`] (the typed variant through `ServerNotification::from_parts`, or
-//!   `Raw`). An extra row shows what the connection does with every notification frame it
-//!   receives: `Value` parse, then [`codex_asp::Notification::new`].
+//!   [`ServerNotification`] by [`ServerNotification::from_json`] (typed params straight from
+//!   the text; `Raw` and errors through `ServerNotification::from_parts`). Extra rows show
+//!   the `Value` + `from_parts` path alone (`serde_json::from_str::<ServerNotification>`) and
+//!   what the connection does with every notification frame it receives: `Value` parse, then
+//!   [`codex_asp::Notification::new`].
 //!
 //! Passes alternate (Value, ours, extras, Value, ours, ...) and the report takes the median
 //! throughput of each, so that a noisy neighbour hurts both sides alike.
@@ -256,9 +258,20 @@ pub fn bench_exec(corpus: &Corpus, passes: usize) -> DecodeResult {
             }),
         ),
         (
-            "codex_cli_backend::decode_all (framing + decode of the joined stream)",
+            "codex_cli_backend::decode_all (framing + decode of the joined stream, all events kept)",
             Box::new(|_: &Corpus| {
                 black_box(codex_cli_backend::decode_all(black_box(&joined)));
+            }),
+        ),
+        (
+            "the same with Value: split the joined stream, Value per line, all kept",
+            Box::new(|_: &Corpus| {
+                let values: Vec<Value> = black_box(&joined)
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .filter_map(|l| serde_json::from_slice(l).ok())
+                    .collect();
+                black_box(values);
             }),
         ),
     ];
@@ -283,7 +296,7 @@ pub fn bench_asp(corpus: &Corpus, passes: usize) -> DecodeResult {
     let failures = corpus
         .lines
         .iter()
-        .filter(|l| match serde_json::from_str::<ServerNotification>(l) {
+        .filter(|l| match ServerNotification::from_json(l) {
             Ok(n) => n.parse_error().is_some(),
             Err(_) => true,
         })
@@ -291,7 +304,15 @@ pub fn bench_asp(corpus: &Corpus, passes: usize) -> DecodeResult {
     let decoders: Vec<Pass<'_>> = vec![
         ("serde_json::Value per line", Box::new(value_pass)),
         (
-            "ServerNotification per line (typed via from_parts, else Raw)",
+            "ServerNotification::from_json per line (method borrowed first, typed params straight from the text)",
+            Box::new(|c: &Corpus| {
+                for line in &c.lines {
+                    black_box(ServerNotification::from_json(black_box(line)).ok());
+                }
+            }),
+        ),
+        (
+            "serde_json::from_str::<ServerNotification> per line (Value, then from_parts)",
             Box::new(|c: &Corpus| {
                 for line in &c.lines {
                     black_box(serde_json::from_str::<ServerNotification>(black_box(line)).ok());
@@ -361,10 +382,10 @@ mod tests {
         let r = bench_exec(&exec, 1);
         assert_eq!(r.failures, 0);
         assert!(r.value.mb_per_s > 0.0 && r.ours.mb_per_s > 0.0);
-        assert_eq!(r.extra.len(), 1);
+        assert_eq!(r.extra.len(), 2);
         let asp = asp_corpus(&workspace().join("codex-asp/tests/fixtures"), 1).unwrap();
         let r = bench_asp(&asp, 1);
         assert_eq!(r.failures, 0);
-        assert_eq!(r.extra.len(), 1);
+        assert_eq!(r.extra.len(), 2);
     }
 }

@@ -87,8 +87,11 @@ pub struct Lab {
     mock: MockModel,
     workspace: TempWorkspace,
     /// Short private folder (under `/tmp`, for a short socket path): `run/` is the
-    /// companion's `XDG_RUNTIME_DIR`, `state/` its `CODEX_BRIDGE_STATE_DIR`.
+    /// companion's `XDG_RUNTIME_DIR`, `state/` its `CODEX_BRIDGE_STATE_DIR`, `home/` the
+    /// empty `HOME` of every codex when the login environment is clean.
     scratch: TempDir,
+    /// `HOME` for codex processes (`None`: inherited).
+    home_dir: Option<PathBuf>,
     homes: Homes,
     turn_timeout: Duration,
     cli: CliBackend,
@@ -98,7 +101,10 @@ pub struct Lab {
     pub broker: Option<BrokerProcess>,
     broker_client: Option<AspBackend>,
     companion: Option<PathBuf>,
+    companion_wrapper: Vec<std::ffi::OsString>,
     broker_bin: PathBuf,
+    /// The native binary behind the npm launcher, and the package root the launcher names.
+    native: Option<(PathBuf, PathBuf)>,
 }
 
 fn err(context: &str, e: impl std::fmt::Display) -> String {
@@ -123,6 +129,8 @@ impl Lab {
         broker_bin: &Path,
         companion: Option<&Path>,
         turn_timeout: Duration,
+        clean_home: bool,
+        companion_wrapper: Vec<std::ffi::OsString>,
     ) -> Result<Lab, String> {
         let mock = MockModel::start().await;
         let workspace = TempWorkspace::new().git_repo();
@@ -130,7 +138,7 @@ impl Lab {
             .prefix("cbb-")
             .tempdir_in("/tmp")
             .map_err(|e| err("creating a scratch folder in /tmp", e))?;
-        for sub in ["run", "state"] {
+        for sub in ["run", "state", "home"] {
             std::fs::create_dir_all(scratch.path().join(sub))
                 .map_err(|e| err("creating the scratch folders", e))?;
         }
@@ -143,12 +151,13 @@ impl Lab {
             raw: CodexHome::new(&mock),
             broker: CodexHome::new(&mock),
         };
+        let home_dir = clean_home.then(|| scratch.path().join("home"));
         let binary = CodexBinary::probe(codex)
             .await
             .map_err(|e| err("probing codex", e))?;
         let mut cli = CliBackend::builder()
             .binary(binary.clone())
-            .envs(homes.exec.env())
+            .envs(codex_env(&homes.exec, home_dir.as_deref()))
             .default_timeout(turn_timeout);
         for key in ENV_TO_REMOVE {
             cli = cli.env_remove(*key);
@@ -156,16 +165,20 @@ impl Lab {
         let cli = cli
             .build()
             .map_err(|e| err("building the CLI backend", e))?;
-        let warm = AspBackend::spawn(binary.clone(), asp_options(&homes.warm, turn_timeout))
-            .await
-            .map_err(|e| err("starting the warm app-server", e))?;
-        let raw = RawAppServer::start(codex, &homes.raw).await?;
+        let warm = AspBackend::spawn(
+            binary.clone(),
+            asp_options(&homes.warm, home_dir.as_deref(), turn_timeout),
+        )
+        .await
+        .map_err(|e| err("starting the warm app-server", e))?;
+        let raw = RawAppServer::start(codex, &homes.raw, home_dir.as_deref()).await?;
         let mut lab = Lab {
             codex: codex.to_owned(),
             binary,
             mock,
             workspace,
             scratch,
+            home_dir,
             homes,
             turn_timeout,
             cli,
@@ -174,7 +187,9 @@ impl Lab {
             broker: None,
             broker_client: None,
             companion: companion.map(Path::to_owned),
+            companion_wrapper,
             broker_bin: broker_bin.to_owned(),
+            native: native_codex(codex),
         };
         // warm-ups (codex's first turn in a home creates its databases)
         lab.exec_turn().await?;
@@ -188,6 +203,19 @@ impl Lab {
         TaskSpec::new(PROMPT)
             .cwd(self.workspace.path())
             .timeout(self.turn_timeout)
+    }
+
+    /// Applies `home`'s environment (and the clean `HOME`, if any) to a command.
+    fn apply_env<'c>(
+        &self,
+        home: &CodexHome,
+        command: &'c mut tokio::process::Command,
+    ) -> &'c mut tokio::process::Command {
+        home.apply_env(command);
+        if let Some(dir) = &self.home_dir {
+            command.env("HOME", dir);
+        }
+        command
     }
 
     /// The mock model's thread (its CPU time is the mock's).
@@ -220,9 +248,7 @@ impl Lab {
     /// One turn of a bare `codex exec --json` started with `tokio::process` (no library).
     pub async fn exec_bare_turn(&self) -> Result<Duration, String> {
         let mut command = tokio::process::Command::new(&self.codex);
-        self.homes
-            .exec_bare
-            .apply_env(&mut command)
+        self.apply_env(&self.homes.exec_bare, &mut command)
             .arg("exec")
             .arg("--json")
             .arg("-C")
@@ -248,6 +274,61 @@ impl Lab {
         Ok(t)
     }
 
+    /// Whether the native binary behind the npm launcher was found.
+    pub fn has_native(&self) -> bool {
+        self.native.is_some()
+    }
+
+    /// One turn of a bare `codex exec --json` of the native binary, started as the npm
+    /// launcher would start it (same `CODEX_MANAGED_*` variables), without Node.js.
+    pub async fn exec_native_turn(&self) -> Result<Duration, String> {
+        let (native, package_root) = self.native.as_ref().ok_or("no native codex found")?;
+        let mut command = tokio::process::Command::new(native);
+        self.apply_env(&self.homes.exec_bare, &mut command)
+            .env("CODEX_MANAGED_BY_NPM", "1")
+            .env("CODEX_MANAGED_PACKAGE_ROOT", package_root)
+            .arg("exec")
+            .arg("--json")
+            .arg("-C")
+            .arg(self.workspace.path())
+            .arg(PROMPT)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true);
+        let (t, output) = self
+            .timed(async {
+                command
+                    .output()
+                    .await
+                    .map_err(|e| err("running the native codex exec", e))
+            })
+            .await?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() || !stdout.contains("\"turn.completed\"") {
+            return Err(format!(
+                "native codex exec failed ({}): {stdout}",
+                output.status
+            ));
+        }
+        Ok(t)
+    }
+
+    /// `CodexBinary::probe` of the launcher: `--version`, then `exec --help` and `exec resume
+    /// --help` side by side (what `CodexBinary::discover` does, and so every program that
+    /// starts by discovering codex).
+    pub async fn probe_turn(&self) -> Result<Duration, String> {
+        let (t, _) = self
+            .timed(async {
+                CodexBinary::probe(&self.codex)
+                    .await
+                    .map_err(|e| err("probing codex", e))
+            })
+            .await?;
+        Ok(t)
+    }
+
     /// Spawn + initialize + thread + turn through [`AspBackend::spawn`]; the app-server is
     /// then killed (not timed) and waited for.
     pub async fn cold_turn(&self) -> Result<Duration, String> {
@@ -255,22 +336,18 @@ impl Lab {
         let home = &self.homes.cold;
         let result = self
             .timed(async {
-                let backend =
-                    AspBackend::spawn(self.binary.clone(), asp_options(home, self.turn_timeout))
-                        .await
-                        .map_err(|e| err("spawning the app-server", e))?;
+                let backend = AspBackend::spawn(
+                    self.binary.clone(),
+                    asp_options(home, self.home_dir.as_deref(), self.turn_timeout),
+                )
+                .await
+                .map_err(|e| err("spawning the app-server", e))?;
                 backend.run(spec).await.map_err(|e| err("cold turn", e))
             })
             .await;
-        let gone = wait_until_gone_async(
-            "CODEX_HOME",
-            &home.path().to_string_lossy(),
-            Duration::from_secs(10),
-        )
-        .await;
+        settle(home).await;
         let (t, outcome) = result?;
         check(&outcome)?;
-        gone.map_err(|pids| format!("the cold app-server outlived its backend: {pids:?}"))?;
         Ok(t)
     }
 
@@ -280,21 +357,16 @@ impl Lab {
         let ws = self.workspace.path();
         let result = self
             .timed(async {
-                let mut raw = RawAppServer::start(&self.codex, home).await?;
+                let mut raw =
+                    RawAppServer::start(&self.codex, home, self.home_dir.as_deref()).await?;
                 let answer = raw.turn(ws, PROMPT).await;
                 Ok((raw, answer))
             })
             .await;
         let (t, (raw, answer)) = result?;
         raw.kill();
-        let gone = wait_until_gone_async(
-            "CODEX_HOME",
-            &home.path().to_string_lossy(),
-            Duration::from_secs(10),
-        )
-        .await;
+        settle(home).await;
         check_text(&answer?)?;
-        gone.map_err(|pids| format!("the raw app-server outlived its client: {pids:?}"))?;
         Ok(t)
     }
 
@@ -347,9 +419,11 @@ impl Lab {
             .try_clone()
             .map_err(|e| err("creating the broker log", e))?;
         let mut command = std::process::Command::new(&self.broker_bin);
-        self.homes
-            .broker
-            .apply_env_std(&mut command)
+        self.homes.broker.apply_env_std(&mut command);
+        if let Some(home) = &self.home_dir {
+            command.env("HOME", home);
+        }
+        command
             .arg("serve")
             .arg("--codex")
             .arg(&self.codex)
@@ -419,14 +493,52 @@ impl Lab {
         Ok(t)
     }
 
+    /// The `broker-turn` helper of this executable through the warm broker, from process
+    /// start to exit.
+    pub async fn cli_broker_turn(&self) -> Result<Duration, String> {
+        let broker = self.broker.as_ref().ok_or("no broker")?;
+        let dir = broker.options.socket_dir.clone().ok_or("no socket dir")?;
+        let me = std::env::current_exe().map_err(|e| err("locating this executable", e))?;
+        let mut command = tokio::process::Command::new(me);
+        self.apply_env(&self.homes.broker, &mut command)
+            .arg("broker-turn")
+            .arg("--codex")
+            .arg(&self.codex)
+            .arg("--socket-dir")
+            .arg(dir)
+            .arg("--cwd")
+            .arg(self.workspace.path())
+            .arg(PROMPT)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let (t, output) = self
+            .timed(async {
+                command
+                    .output()
+                    .await
+                    .map_err(|e| err("running broker-turn", e))
+            })
+            .await?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() || stdout.trim() != EXPECTED_ANSWER {
+            return Err(format!(
+                "broker-turn failed ({}): {stdout:?} {:?}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(t)
+    }
+
     /// Whether a companion binary was given.
     pub fn has_companion(&self) -> bool {
         self.companion.is_some()
     }
 
     fn companion_env(&self, command: &mut tokio::process::Command) {
-        self.homes.broker.apply_env(command);
-        command
+        self.apply_env(&self.homes.broker, command)
             .env("CODEX_BIN", &self.codex)
             .env("XDG_RUNTIME_DIR", self.scratch.path().join("run"))
             .env("CODEX_BRIDGE_STATE_DIR", self.scratch.path().join("state"))
@@ -446,7 +558,14 @@ impl Lab {
     /// `codex-companion task` through the warm broker, from process start to exit.
     pub async fn companion_turn(&self) -> Result<Duration, String> {
         let bin = self.companion.as_ref().ok_or("no companion binary")?;
-        let mut command = tokio::process::Command::new(bin);
+        let mut command = match self.companion_wrapper.split_first() {
+            Some((wrapper, wrapper_args)) => {
+                let mut c = tokio::process::Command::new(wrapper);
+                c.args(wrapper_args).arg(bin);
+                c
+            }
+            None => tokio::process::Command::new(bin),
+        };
         self.companion_env(&mut command);
         command
             .args(self.companion_args())
@@ -474,9 +593,9 @@ impl Lab {
     }
 
     /// The peak RSS of `codex-companion task` runs, measured by re-running this benchmark
-    /// binary as `rusage -- codex-companion ...` (its only child is the companion, so its
-    /// `RUSAGE_CHILDREN` maximum is the companion's peak). KiB, one value per run.
-    pub async fn companion_peak_rss(&self, runs: usize) -> Result<Vec<u64>, String> {
+    /// binary as `rusage -- codex-companion ...` (see [`super::rusage`]): per run, the
+    /// companion's own peak and the largest peak among it and the processes it ran, KiB.
+    pub async fn companion_peak_rss(&self, runs: usize) -> Result<Vec<(u64, u64)>, String> {
         let bin = self.companion.as_ref().ok_or("no companion binary")?;
         let me = std::env::current_exe().map_err(|e| err("locating this executable", e))?;
         let mut peaks = Vec::new();
@@ -501,24 +620,59 @@ impl Lab {
             if report["code"] != 0 {
                 return Err(format!("codex-companion failed under rusage: {report}"));
             }
-            peaks.push(report["max_rss_kib"].as_u64().ok_or("no max_rss_kib")?);
+            peaks.push((
+                report["hwm_kib"].as_u64().ok_or("no hwm_kib")?,
+                report["tree_max_rss_kib"]
+                    .as_u64()
+                    .ok_or("no tree_max_rss_kib")?,
+            ));
         }
         Ok(peaks)
     }
 
-    /// Runs `clients` broker clients for `secs` seconds, each looping over new thread +
-    /// turn, while sampling the broker's memory.
+    /// Runs `clients` concurrent clients for `secs` seconds, each looping over new thread +
+    /// turn: through the broker (one connection each), or, as a control, straight on the
+    /// warm app-server's one connection (the clients share it). Samples the broker's memory.
     ///
     /// # Errors
     /// When the clients cannot connect.
-    pub async fn fan_in(&self, clients: usize, secs: f64) -> Result<FanIn, String> {
-        let broker = self.broker.as_ref().ok_or("no broker")?;
+    pub async fn fan_in(
+        &self,
+        target: FanInTarget,
+        clients: usize,
+        secs: f64,
+    ) -> Result<FanIn, String> {
         let mut backends = Vec::with_capacity(clients);
-        for _ in 0..clients {
-            backends.push(self.broker_client().await?);
-        }
+        let (server_pid, app_root) = match target {
+            FanInTarget::Broker => {
+                let broker = self.broker.as_ref().ok_or("no broker")?;
+                for _ in 0..clients {
+                    backends.push(self.broker_client().await?);
+                }
+                (Some(broker.pid()), broker.pid())
+            }
+            FanInTarget::Direct => {
+                for _ in 0..clients {
+                    backends.push(self.warm.clone());
+                }
+                let pid = self
+                    .warm
+                    .connection()
+                    .process()
+                    .and_then(|p| p.pid())
+                    .ok_or("the warm app-server has no pid")?;
+                (None, pid)
+            }
+        };
+        let app_pids = move || {
+            let mut pids = procfs::descendants(app_root);
+            if server_pid.is_none() {
+                pids.insert(0, app_root);
+            }
+            pids
+        };
         let mock_thread = self.mock_thread_name();
-        let before = CpuSnapshot::take(broker, &mock_thread);
+        let before = CpuSnapshot::take(server_pid, &app_pids(), &mock_thread);
         let stop_sampling = Arc::new(AtomicBool::new(false));
         let max_rss = Arc::new(AtomicU64::new(0));
         let max_app_rss = Arc::new(AtomicU64::new(0));
@@ -526,13 +680,12 @@ impl Lab {
             let stop = stop_sampling.clone();
             let max_rss = max_rss.clone();
             let max_app_rss = max_app_rss.clone();
-            let pid = broker.pid();
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    if let Some(rss) = procfs::status_kib(pid, "VmRSS") {
+                    if let Some(rss) = server_pid.and_then(|p| procfs::status_kib(p, "VmRSS")) {
                         max_rss.fetch_max(rss, Ordering::Relaxed);
                     }
-                    let app = procfs::total_rss_kib(&procfs::descendants(pid));
+                    let app = procfs::total_rss_kib(&app_pids());
                     max_app_rss.fetch_max(app, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -570,15 +723,18 @@ impl Lab {
         let elapsed = start.elapsed();
         stop_sampling.store(true, Ordering::Relaxed);
         let _ = sampler.await;
-        let after = CpuSnapshot::take(broker, &mock_thread);
-        for backend in &backends {
-            let _ = backend
-                .connection()
-                .shutdown(Duration::from_millis(500))
-                .await;
+        let after = CpuSnapshot::take(server_pid, &app_pids(), &mock_thread);
+        if target == FanInTarget::Broker {
+            for backend in &backends {
+                let _ = backend
+                    .connection()
+                    .shutdown(Duration::from_millis(500))
+                    .await;
+            }
         }
         let turns = all.times.len();
         Ok(FanIn {
+            target,
             clients,
             turns,
             errors: all.errors.len(),
@@ -609,6 +765,18 @@ impl Lab {
     }
 }
 
+/// Waits (up to 10 s) until no process of `home` is left: the app-server's group is killed at
+/// once, but the login shell it starts for its shell snapshot runs in a session of its own
+/// and finishes on its own. Not waiting would let it eat into the next measurement.
+async fn settle(home: &CodexHome) {
+    let _ = wait_until_gone_async(
+        "CODEX_HOME",
+        &home.path().to_string_lossy(),
+        Duration::from_secs(10),
+    )
+    .await;
+}
+
 fn check_text(answer: &str) -> Result<(), String> {
     if answer == EXPECTED_ANSWER {
         Ok(())
@@ -617,9 +785,55 @@ fn check_text(answer: &str) -> Result<(), String> {
     }
 }
 
-fn asp_options(home: &CodexHome, timeout: Duration) -> AspBackendOptions {
+/// The native binary that the npm launcher `launcher` (`node_modules/.bin/codex`) starts, and
+/// the `@openai/codex` package root it names in `CODEX_MANAGED_PACKAGE_ROOT`.
+pub fn native_codex(launcher: &Path) -> Option<(PathBuf, PathBuf)> {
+    let script = launcher.canonicalize().ok()?;
+    let node_modules = script
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "node_modules"))?;
+    let package_root = node_modules
+        .join("@openai")
+        .join("codex")
+        .canonicalize()
+        .ok()?;
+    for entry in std::fs::read_dir(node_modules.join("@openai"))
+        .ok()?
+        .flatten()
+    {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with("codex-linux-") {
+            continue;
+        }
+        for triple in std::fs::read_dir(entry.path().join("vendor"))
+            .ok()?
+            .flatten()
+        {
+            for candidate in [
+                triple.path().join("bin").join("codex"),
+                triple.path().join("codex").join("codex"),
+            ] {
+                if candidate.is_file() {
+                    return Some((candidate, package_root));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `home`'s variables for a codex child, plus `HOME` when given.
+fn codex_env(home: &CodexHome, home_dir: Option<&Path>) -> Vec<(String, String)> {
+    let mut env = home.env();
+    if let Some(dir) = home_dir {
+        env.push(("HOME".to_owned(), dir.to_string_lossy().into_owned()));
+    }
+    env
+}
+
+fn asp_options(home: &CodexHome, home_dir: Option<&Path>, timeout: Duration) -> AspBackendOptions {
     let mut options = AspBackendOptions::default()
-        .envs(home.env())
+        .envs(codex_env(home, home_dir))
         .client_info("codex-bridge-bench", env!("CARGO_PKG_VERSION"))
         .default_timeout(timeout);
     for key in ENV_TO_REMOVE {
@@ -628,23 +842,34 @@ fn asp_options(home: &CodexHome, timeout: Duration) -> AspBackendOptions {
     options
 }
 
-/// CPU time used by each party, in clock ticks.
+/// Where the fan-in clients send their turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanInTarget {
+    /// One broker connection per client, one `codex-broker` in front of one app-server.
+    Broker,
+    /// The control: every client on the warm app-server's one stdio connection (no broker).
+    Direct,
+}
+
+/// CPU time used by each party during a phase, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CpuSplit {
     /// This process's client side: the benchmark's clients, without the mock's thread.
     pub clients_ms: f64,
     /// The mock model's thread.
     pub mock_ms: f64,
-    /// The `codex-broker` process.
+    /// The `codex-broker` process (0 without a broker).
     pub broker_ms: f64,
-    /// The app-server processes (Node.js launcher and native codex) under the broker.
+    /// The app-server processes themselves (Node.js launcher and native codex).
     pub app_server_ms: f64,
+    /// The helpers the app-server ran and reaped (git, its shell-snapshot login shell).
+    pub app_helpers_ms: f64,
 }
 
 impl CpuSplit {
     /// Everything.
     pub fn total_ms(&self) -> f64 {
-        self.clients_ms + self.mock_ms + self.broker_ms + self.app_server_ms
+        self.clients_ms + self.mock_ms + self.broker_ms + self.app_server_ms + self.app_helpers_ms
     }
 }
 
@@ -654,19 +879,22 @@ struct CpuSnapshot {
     mock: u64,
     broker: u64,
     app_server: u64,
+    app_helpers: u64,
 }
 
 impl CpuSnapshot {
-    fn take(broker: &BrokerProcess, mock_thread: &str) -> CpuSnapshot {
+    fn take(broker: Option<u32>, app_pids: &[u32], mock_thread: &str) -> CpuSnapshot {
+        let with_children: u64 = app_pids
+            .iter()
+            .filter_map(|p| procfs::cpu_ticks_with_children(*p))
+            .sum();
+        let own: u64 = app_pids.iter().filter_map(|p| procfs::cpu_ticks(*p)).sum();
         CpuSnapshot {
             process: procfs::self_cpu_ticks().unwrap_or(0),
             mock: thread_ticks(mock_thread).unwrap_or(0),
-            broker: procfs::cpu_ticks(broker.pid()).unwrap_or(0),
-            app_server: broker
-                .app_server_pids()
-                .iter()
-                .filter_map(|p| procfs::cpu_ticks(*p))
-                .sum(),
+            broker: broker.and_then(procfs::cpu_ticks).unwrap_or(0),
+            app_server: own,
+            app_helpers: with_children.saturating_sub(own),
         }
     }
 
@@ -678,6 +906,7 @@ impl CpuSnapshot {
             mock_ms: mock,
             broker_ms: d(self.broker, before.broker),
             app_server_ms: d(self.app_server, before.app_server),
+            app_helpers_ms: d(self.app_helpers, before.app_helpers),
         }
     }
 }
@@ -702,6 +931,8 @@ fn thread_ticks(name: &str) -> Option<u64> {
 /// The result of one fan-in phase.
 #[derive(Debug, Clone)]
 pub struct FanIn {
+    /// Through the broker, or straight on one app-server connection.
+    pub target: FanInTarget,
     /// Concurrent clients.
     pub clients: usize,
     /// Completed turns.
@@ -733,6 +964,7 @@ impl FanIn {
             mock_ms: self.cpu.mock_ms / n,
             broker_ms: self.cpu.broker_ms / n,
             app_server_ms: self.cpu.app_server_ms / n,
+            app_helpers_ms: self.cpu.app_helpers_ms / n,
         }
     }
 }

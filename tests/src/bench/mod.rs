@@ -13,7 +13,8 @@
 //!   and `codex-companion task` through a warm broker (process start to exit).
 //! - **Library overhead**: warm `AspBackend` against the [`raw`] client, in interleaved pairs.
 //! - **Fan-in**: 1, 8, 32 concurrent clients of one `codex-broker`, turns/s, errors, latency
-//!   and the CPU each party used per turn.
+//!   and the CPU each party used per turn; and, as a control, the largest count straight on
+//!   one app-server connection (no broker).
 //! - **Event decoding** ([`decoding`]): our decoders against `serde_json::Value`.
 //! - **Memory**: the broker's RSS idle and busy (without its app-server, which is reported
 //!   apart), the companion's peak RSS.
@@ -32,7 +33,7 @@ pub mod stats;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use lab::{FanIn, Lab};
+use lab::{FanIn, FanInTarget, Lab};
 use machine::Machine;
 use stats::Samples;
 
@@ -63,6 +64,15 @@ pub struct Config {
     pub turn_timeout: Duration,
     /// The workspace root (fixtures are read from there).
     pub workspace_root: PathBuf,
+    /// Give every codex an empty `HOME`, so that the login shell codex starts for its shell
+    /// snapshot (one per thread) does not run the developer's profile.
+    pub clean_home: bool,
+    /// Only these latency rows (by key; empty: all). Sections with a count of 0
+    /// (`overhead_pairs`, `fanin_clients`, `decode_passes`, `rss_runs`) are skipped.
+    pub only: Vec<String>,
+    /// A command the companion runs under (a profiler such as `strace -f -o FILE`), for
+    /// investigations; empty for the real figures.
+    pub companion_wrapper: Vec<std::ffi::OsString>,
 }
 
 /// One row of the latency table.
@@ -95,8 +105,10 @@ pub struct Memory {
     pub app_server_busy_kib: Option<u64>,
     /// The app-server processes: (pid, command, `VmRSS` KiB) when fresh.
     pub app_server_parts: Vec<(u32, String, u64)>,
-    /// The companion's peak RSS per run.
+    /// The companion's own peak RSS per run (`VmHWM`).
     pub companion_peaks_kib: Vec<u64>,
+    /// The largest peak among the companion and the processes it ran, per run.
+    pub companion_tree_peaks_kib: Vec<u64>,
     /// Why there is no companion figure.
     pub companion_missing: Option<String>,
 }
@@ -156,19 +168,20 @@ pub async fn run(config: Config) -> Result<Results, String> {
         machine.nproc, machine.cpu_model, machine.codex_version, load_start
     ));
 
-    say("decoding");
     let mut decoded = Vec::new();
-    let exec = decoding::exec_corpus(
-        &config.workspace_root.join("tests/fixtures/exec"),
-        config.decode_bytes,
-    )?;
-    decoded.push(decoding::bench_exec(&exec, config.decode_passes));
-    let asp = decoding::asp_corpus(
-        &config.workspace_root.join("codex-asp/tests/fixtures"),
-        config.decode_bytes,
-    )?;
-    decoded.push(decoding::bench_asp(&asp, config.decode_passes));
-    drop((exec, asp));
+    if config.decode_passes > 0 {
+        say("decoding");
+        let exec = decoding::exec_corpus(
+            &config.workspace_root.join("tests/fixtures/exec"),
+            config.decode_bytes,
+        )?;
+        decoded.push(decoding::bench_exec(&exec, config.decode_passes));
+        let asp = decoding::asp_corpus(
+            &config.workspace_root.join("codex-asp/tests/fixtures"),
+            config.decode_bytes,
+        )?;
+        decoded.push(decoding::bench_asp(&asp, config.decode_passes));
+    }
 
     say("starting the mock, the warm app-servers and the broker");
     let mut lab = Lab::start(
@@ -176,6 +189,8 @@ pub async fn run(config: Config) -> Result<Results, String> {
         &config.broker,
         config.companion.as_deref(),
         config.turn_timeout,
+        config.clean_home,
+        config.companion_wrapper.clone(),
     )
     .await?;
     let mut memory = Memory::default();
@@ -217,6 +232,14 @@ pub async fn run(config: Config) -> Result<Results, String> {
             "bare `codex exec --json` (tokio::process, no library)",
         ),
         LatencyRow::new(
+            "exec-native",
+            "bare `codex exec --json` of the native binary (no Node.js launcher)",
+        ),
+        LatencyRow::new(
+            "probe",
+            "for reference: `CodexBinary::probe` of the launcher (`--version`, `exec --help`, `exec resume --help`)",
+        ),
+        LatencyRow::new(
             "cold",
             "app-server cold: spawn + initialize + thread + turn (AspBackend::spawn)",
         ),
@@ -240,9 +263,25 @@ pub async fn run(config: Config) -> Result<Results, String> {
             "companion",
             "`codex-companion task` through a warm broker (process start to exit)",
         ),
+        LatencyRow::new(
+            "cli-broker",
+            "minimal CLI process through the warm broker: start, connect, new thread + turn, exit (`codex-bridge-bench broker-turn`)",
+        ),
     ];
-    if let Some(why) = &companion_ok {
-        latency[7].missing = Some(why.clone());
+    for row in &mut latency {
+        if row.key == "companion"
+            && let Some(why) = &companion_ok
+        {
+            row.missing = Some(why.clone());
+        }
+        if row.key == "exec-native" && !lab.has_native() {
+            row.missing = Some("no native codex found behind the launcher".into());
+        }
+    }
+    for row in &mut latency {
+        if !config.only.is_empty() && !config.only.iter().any(|k| k == row.key) {
+            row.missing = Some("skipped (--only)".into());
+        }
     }
 
     say(format!(
@@ -260,11 +299,14 @@ pub async fn run(config: Config) -> Result<Results, String> {
             let result = match latency[i].key {
                 "exec" => lab.exec_turn().await,
                 "exec-bare" => lab.exec_bare_turn().await,
+                "exec-native" => lab.exec_native_turn().await,
+                "probe" => lab.probe_turn().await,
                 "cold" => lab.cold_turn().await,
                 "cold-raw" => lab.cold_raw_turn().await,
                 "warm" => lab.warm_turn().await,
                 "warm-raw" => lab.raw_warm_turn().await,
                 "broker" => lab.broker_turn().await,
+                "cli-broker" => lab.cli_broker_turn().await,
                 _ => lab.companion_turn().await,
             };
             if let Err(e) = &result {
@@ -292,12 +334,18 @@ pub async fn run(config: Config) -> Result<Results, String> {
     }
 
     let mut fanin = Vec::new();
-    for &clients in &config.fanin_clients {
+    let control = config.fanin_clients.iter().max().copied();
+    let phases = config
+        .fanin_clients
+        .iter()
+        .map(|n| (FanInTarget::Broker, *n))
+        .chain(control.map(|n| (FanInTarget::Direct, n)));
+    for (target, clients) in phases {
         say(format!(
-            "fan-in: {clients} clients for {:.0} s",
+            "fan-in ({target:?}): {clients} clients for {:.0} s",
             config.fanin_secs
         ));
-        let phase = lab.fan_in(clients, config.fanin_secs).await?;
+        let phase = lab.fan_in(target, clients, config.fanin_secs).await?;
         say(format!(
             "  {} turns, {} errors, {:.1} turns/s",
             phase.turns, phase.errors, phase.turns_per_s
@@ -310,13 +358,17 @@ pub async fn run(config: Config) -> Result<Results, String> {
         memory.broker_idle_after_load_kib = broker.rss_kib();
         memory.broker_hwm_kib = procfs::status_kib(broker.pid(), "VmHWM");
     }
-    memory.broker_busy_kib = fanin.iter().map(|f| f.broker_max_rss_kib).max();
-    memory.app_server_busy_kib = fanin.iter().map(|f| f.app_server_max_rss_kib).max();
+    let through_broker = || fanin.iter().filter(|f| f.target == FanInTarget::Broker);
+    memory.broker_busy_kib = through_broker().map(|f| f.broker_max_rss_kib).max();
+    memory.app_server_busy_kib = through_broker().map(|f| f.app_server_max_rss_kib).max();
 
-    if companion_ok.is_none() {
+    if companion_ok.is_none() && config.rss_runs > 0 {
         say(format!("companion peak RSS: {} runs", config.rss_runs));
         match lab.companion_peak_rss(config.rss_runs).await {
-            Ok(peaks) => memory.companion_peaks_kib = peaks,
+            Ok(peaks) => {
+                memory.companion_peaks_kib = peaks.iter().map(|p| p.0).collect();
+                memory.companion_tree_peaks_kib = peaks.iter().map(|p| p.1).collect();
+            }
             Err(e) => memory.companion_missing = Some(e),
         }
     } else {
@@ -349,10 +401,56 @@ impl LatencyRow {
     }
 }
 
+/// The `broker-turn` helper, a minimal command-line client: connects to the running broker
+/// of `codex` (`CODEX_HOME` from the environment) in `socket_dir`, runs one turn of `prompt`
+/// on a new thread in `cwd` through an [`AspBackend`](codex_asp::AspBackend), and returns the
+/// answer. Timed from process start to exit, it is what a companion-like program costs
+/// without anything else (no codex probe, no job records).
+///
+/// # Errors
+/// When the broker cannot be reached or the turn fails.
+pub async fn broker_turn(
+    codex: &std::path::Path,
+    socket_dir: &std::path::Path,
+    cwd: &std::path::Path,
+    prompt: &str,
+) -> Result<String, String> {
+    use codex_core::Backend as _;
+    let options = codex_asp::broker::BrokerOptions::new()
+        .codex(codex)
+        .socket_dir(socket_dir)
+        .client_info(codex_asp::protocol::InitializeParams::new(
+            "codex-bridge-bench-cli",
+            env!("CARGO_PKG_VERSION"),
+        ));
+    let conn = codex_asp::broker::connect(&options)
+        .await
+        .map_err(|e| format!("connecting to the broker: {e}"))?;
+    let backend = codex_asp::AspBackend::from_connection_with(
+        conn,
+        codex_asp::backend::AspBackendOptions::default()
+            .kind(codex_core::BackendKind::Broker)
+            .default_timeout(Duration::from_secs(60)),
+    );
+    let outcome = backend
+        .run(codex_core::TaskSpec::new(prompt).cwd(cwd))
+        .await
+        .map_err(|e| format!("the turn failed: {e}"))?;
+    let _ = backend
+        .connection()
+        .shutdown(Duration::from_millis(200))
+        .await;
+    Ok(outcome.final_message.unwrap_or_default())
+}
+
 /// The `rusage` helper: runs `program args...` (stdout and stderr discarded), waits, and
-/// returns `{"code":N,"max_rss_kib":N,"wall_ms":F}` — the child's exit code, its peak RSS
-/// (`getrusage(RUSAGE_CHILDREN)`, whose maximum is the largest waited-for descendant's:
-/// with one child, that child's), and the wall time.
+/// returns `{"code":N,"hwm_kib":N,"tree_max_rss_kib":N,"wall_ms":F}`:
+///
+/// - `hwm_kib`: the program's own peak RSS, its `VmHWM` read every millisecond while it runs
+///   (the high-water mark only grows, so the last read before it exits is its peak, give or
+///   take what it allocates in its last millisecond);
+/// - `tree_max_rss_kib`: `getrusage(RUSAGE_CHILDREN)`, the largest peak among the program and
+///   every process it waited for (a `codex --version` it ran, for instance).
 ///
 /// # Errors
 /// When the program cannot be started or waited for.
@@ -362,18 +460,30 @@ pub fn rusage(
 ) -> Result<serde_json::Value, String> {
     use nix::sys::resource::{UsageWho, getrusage};
     let start = Instant::now();
-    let status = std::process::Command::new(program)
+    let mut child = std::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .status()
+        .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.to_string_lossy()))?;
+    let mut hwm = 0;
+    let status = loop {
+        if let Some(kib) = procfs::status_kib(child.id(), "VmHWM") {
+            hwm = hwm.max(kib);
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => return Err(format!("waiting for the program: {e}")),
+        }
+    };
     let wall = start.elapsed();
     let usage = getrusage(UsageWho::RUSAGE_CHILDREN).map_err(|e| format!("getrusage: {e}"))?;
     Ok(serde_json::json!({
         "code": status.code(),
-        "max_rss_kib": usage.max_rss(),
+        "hwm_kib": hwm,
+        "tree_max_rss_kib": usage.max_rss(),
         "wall_ms": wall.as_secs_f64() * 1000.0,
     }))
 }

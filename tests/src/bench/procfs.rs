@@ -46,6 +46,19 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     cpu_ticks_of(&text)
 }
 
+/// [`cpu_ticks`] plus the CPU time of its children that exited and were waited for
+/// (`cutime`, `cstime`): what a process and its finished helpers (short-lived shells...)
+/// used.
+pub fn cpu_ticks_with_children(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields = stat_fields(&text)?;
+    let mut total = 0;
+    for i in 11..=14 {
+        total += fields.get(i)?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
 /// [`cpu_ticks`] of this process.
 pub fn self_cpu_ticks() -> Option<u64> {
     cpu_ticks_of(&std::fs::read_to_string("/proc/self/stat").ok()?)
@@ -133,6 +146,7 @@ mod tests {
         // a command name with spaces and parentheses
         let stat = "42 (a) b)) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0";
         assert_eq!(cpu_ticks_of(stat), Some(10));
+        assert_eq!(stat_fields(stat).unwrap()[13], "0");
         assert_eq!(stat_fields(stat).unwrap()[1], "1");
     }
 

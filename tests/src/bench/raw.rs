@@ -29,13 +29,20 @@ pub struct RawAppServer {
 }
 
 impl RawAppServer {
-    /// Spawns `codex app-server` with `home`'s environment and performs the `initialize`
-    /// handshake.
+    /// Spawns `codex app-server` with `home`'s environment (and `HOME=home_dir` when given)
+    /// and performs the `initialize` handshake.
     ///
     /// # Errors
     /// When codex cannot be started or the handshake fails.
-    pub async fn start(codex: &Path, home: &CodexHome) -> Result<RawAppServer, String> {
+    pub async fn start(
+        codex: &Path,
+        home: &CodexHome,
+        home_dir: Option<&Path>,
+    ) -> Result<RawAppServer, String> {
         let mut command = tokio::process::Command::new(codex);
+        if let Some(dir) = home_dir {
+            command.env("HOME", dir);
+        }
         home.apply_env(&mut command)
             .arg("app-server")
             .stdin(Stdio::piped())

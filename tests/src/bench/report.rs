@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::Results;
+use super::lab::{FanIn, FanInTarget};
 use super::stats::{Summary, fmt_duration, ratio};
 
 /// The line that opens the generated block.
@@ -143,9 +144,15 @@ fn overhead_ratio(r: &Results) -> Option<f64> {
     ))
 }
 
+fn broker_phase(r: &Results, clients: usize) -> Option<&FanIn> {
+    r.fanin
+        .iter()
+        .find(|f| f.target == FanInTarget::Broker && f.clients == clients)
+}
+
 fn fanin_speedup(r: &Results, clients: usize) -> Option<f64> {
-    let one = r.fanin.iter().find(|f| f.clients == 1)?;
-    let n = r.fanin.iter().find(|f| f.clients == clients)?;
+    let one = broker_phase(r, 1)?;
+    let n = broker_phase(r, clients)?;
     Some(n.turns_per_s / one.turns_per_s.max(f64::MIN_POSITIVE))
 }
 
@@ -167,6 +174,20 @@ fn targets_table(out: &mut String, r: &Results) {
         },
         verdict(companion.map(|x| x <= targets::COMPANION_VS_EXEC))
     );
+    let cli = match (r.median("cli-broker"), r.median("exec")) {
+        (Some(c), Some(e)) => Some((ratio(c, e), c, e)),
+        _ => None,
+    };
+    let _ = writeln!(
+        out,
+        "| for reference, same goal: a minimal CLI client through the warm broker (`broker-turn`: the companion's work without its codex probe) vs one-shot exec | ≤ {:.2}x | {} | {} |",
+        targets::COMPANION_VS_EXEC,
+        cli.map_or_else(
+            || "n/a".into(),
+            |(x, c, e)| format!("{x:.2}x ({} vs {})", fmt_duration(c), fmt_duration(e))
+        ),
+        verdict(cli.map(|(x, _, _)| x <= targets::COMPANION_VS_EXEC))
+    );
     let lib = overhead_ratio(r);
     let _ = writeln!(
         out,
@@ -175,7 +196,7 @@ fn targets_table(out: &mut String, r: &Results) {
         lib.map_or_else(|| "n/a".into(), |x| format!("{x:.3}x")),
         verdict(lib.map(|x| x <= targets::LIBRARY_OVERHEAD))
     );
-    let f32 = r.fanin.iter().find(|f| f.clients == 32);
+    let f32 = broker_phase(r, 32);
     let _ = writeln!(
         out,
         "| 32 concurrent clients through one broker: errors | 0 | {} | {} |",
@@ -307,6 +328,13 @@ fn overhead(out: &mut String, r: &Results) {
         "| raw tokio + serde_json client | {} |",
         summary_cells(r.overhead_raw.summary())
     );
+    let pair_ratios: Vec<f64> = r
+        .overhead_lib
+        .times
+        .iter()
+        .zip(&r.overhead_raw.times)
+        .map(|(a, b)| ratio(*a, *b))
+        .collect();
     if let Some(x) = overhead_ratio(r) {
         let (a, b) = (
             r.overhead_lib
@@ -320,8 +348,10 @@ fn overhead(out: &mut String, r: &Results) {
         );
         let _ = writeln!(
             out,
-            "\nRatio of medians: **{x:.3}x** ({} more per turn).",
-            signed_ms(a, b)
+            "\nRatio of medians: **{x:.3}x** ({} per turn); median of the per-pair ratios: {}.",
+            signed_ms(a, b),
+            super::stats::median_f64(&pair_ratios)
+                .map_or_else(|| "n/a".into(), |m| format!("{m:.3}x"))
         );
     }
     let _ = writeln!(
@@ -363,42 +393,58 @@ fn fanin(out: &mut String, r: &Results) {
     let _ = writeln!(
         out,
         "Each client is an in-process AspBackend over its own broker connection, looping over \
-         new thread + turn for {:.0} s. CPU is what each party used during the phase, per \
-         completed turn (`/proc/PID/stat`; clients = this process without the mock model's \
-         thread; app-server = the Node.js launcher and the native codex under the broker).\n",
+         new thread + turn for {:.0} s. The last row is the control: the same number of \
+         concurrent turns straight on one app-server connection, without the broker. CPU is \
+         what each party used during the phase, per completed turn (`/proc/PID/stat`): the \
+         app-server (Node.js launcher and native codex), the helpers it ran (git, its \
+         shell-snapshot login shell), the broker, this process's clients (without the mock \
+         model's thread) and the mock.\n",
         r.config.fanin_secs
     );
     let _ = writeln!(
         out,
-        "| clients | turns | errors | turns/s | vs 1 client | latency median | p90 | CPU ms/turn: app-server | broker | clients | mock | total |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| via | clients | turns | errors | turns/s | vs 1 client | latency median | p90 | CPU ms/turn: app-server | its helpers | broker | clients | mock | total | cores busy |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
+    let cores = r.machine.nproc as f64;
     for f in &r.fanin {
         let per = f.cpu_per_turn();
+        let busy = f.cpu.total_ms() / (f.elapsed.as_secs_f64() * 1000.0 * cores) * 100.0;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {} | {:.1} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0}% |",
+            match f.target {
+                FanInTarget::Broker => "broker",
+                FanInTarget::Direct => "one connection, no broker (control)",
+            },
             f.clients,
             f.turns,
             f.errors,
             f.turns_per_s,
-            fanin_speedup(r, f.clients).map_or_else(|| "–".into(), |x| format!("{x:.2}x")),
+            match f.target {
+                FanInTarget::Broker =>
+                    fanin_speedup(r, f.clients).map_or_else(|| "–".into(), |x| format!("{x:.2}x")),
+                FanInTarget::Direct => "–".into(),
+            },
             f.latency
                 .map_or_else(|| "–".into(), |s| fmt_duration(s.median)),
             f.latency
                 .map_or_else(|| "–".into(), |s| fmt_duration(s.p90)),
             per.app_server_ms,
+            per.app_helpers_ms,
             per.broker_ms,
             per.clients_ms,
             per.mock_ms,
-            per.total_ms()
+            per.total_ms(),
+            busy
         );
     }
     for f in &r.fanin {
         if !f.first_errors.is_empty() {
             let _ = writeln!(
                 out,
-                "\n{} clients, first errors: {}",
+                "\n{} clients ({:?}), first errors: {}",
                 f.clients,
+                f.target,
                 f.first_errors
                     .iter()
                     .map(|e| format!("`{}`", one_line(e)))
@@ -407,24 +453,27 @@ fn fanin(out: &mut String, r: &Results) {
             );
         }
     }
-    if let Some(last) = r.fanin.iter().max_by_key(|f| f.clients) {
+    if let Some(last) = r
+        .fanin
+        .iter()
+        .filter(|f| f.target == FanInTarget::Broker)
+        .max_by_key(|f| f.clients)
+    {
         let per = last.cpu_per_turn();
-        let cores = r.machine.nproc as f64;
         if per.total_ms() > 0.0 {
             let ceiling = cores * 1000.0 / per.total_ms();
-            let app_share = per.app_server_ms / per.total_ms() * 100.0;
-            let busy = last.cpu.total_ms() / (last.elapsed.as_secs_f64() * 1000.0 * cores) * 100.0;
+            let codex_share = (per.app_server_ms + per.app_helpers_ms) / per.total_ms() * 100.0;
             let _ = writeln!(
                 out,
-                "\nCPU bound: at {} clients a turn costs {:.1} CPU-ms in all ({:.0}% of it in the \
-                 app-server), so {} cores can do at most about {:.0} turns/s; the phase kept the \
-                 cores {:.0}% busy with our processes (the rest went to other load on the machine).",
+                "\nAt {} clients a turn costs {:.1} CPU-ms in all, {:.0}% of it in the app-server and \
+                 its helpers and {:.1} CPU-ms in the broker: {} cores can run at most about {:.0} \
+                 such turns/s, whoever sends them.",
                 last.clients,
                 per.total_ms(),
-                app_share,
+                codex_share,
+                per.broker_ms,
                 r.machine.nproc,
-                ceiling,
-                busy
+                ceiling
             );
         }
     }
@@ -526,9 +575,14 @@ fn memory(out: &mut String, r: &Results) {
         (None, Some(max)) => {
             let _ = writeln!(
                 out,
-                "| `codex-companion task` | peak (getrusage of the child, max of {} runs) | {} |",
+                "| `codex-companion task` | peak of the companion process (VmHWM read every ms, max of {} runs) | {} |",
                 m.companion_peaks_kib.len(),
                 mib(*max)
+            );
+            let _ = writeln!(
+                out,
+                "| `codex-companion task` | largest peak among it and the processes it ran (getrusage of children) | {} |",
+                opt_mib(m.companion_tree_peaks_kib.iter().max().copied())
             );
         }
         (why, _) => {

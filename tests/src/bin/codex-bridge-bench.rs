@@ -31,6 +31,21 @@ struct Cli {
 enum Command {
     /// Run the benchmark and write the report.
     Run(RunArgs),
+    /// One turn through the running broker, as a minimal command-line client (the answer on
+    /// stdout).
+    BrokerTurn {
+        /// The codex binary the broker runs.
+        #[arg(long)]
+        codex: PathBuf,
+        /// The broker's socket directory.
+        #[arg(long)]
+        socket_dir: PathBuf,
+        /// The working directory of the turn.
+        #[arg(long)]
+        cwd: PathBuf,
+        /// The prompt.
+        prompt: String,
+    },
     /// Run PROGRAM and print its exit code, peak RSS and wall time as JSON.
     Rusage {
         /// The program.
@@ -59,7 +74,7 @@ struct RunArgs {
     /// Interleaved pairs for the library-overhead comparison.
     #[arg(long, default_value_t = 40)]
     overhead_pairs: usize,
-    /// Client counts of the fan-in phases.
+    /// Client counts of the fan-in phases (0 alone: no fan-in).
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     fanin_clients: Vec<usize>,
     /// Seconds per fan-in phase.
@@ -77,6 +92,18 @@ struct RunArgs {
     /// Where to write the report (default: BENCHMARKS.md at the workspace root).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only these one-turn scenarios (comma-separated keys: exec, exec-bare, cold, cold-raw,
+    /// warm, warm-raw, broker, companion); for investigations.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Run the companion under this command (e.g. "strace -f -tt -o /tmp/c.trace"); for
+    /// investigations, never for the real figures.
+    #[arg(long)]
+    companion_wrapper: Option<String>,
+    /// Let codex inherit this process's HOME (and so run the login profile found there for
+    /// its shell snapshots) instead of an empty one.
+    #[arg(long)]
+    inherit_home: bool,
 }
 
 fn sibling(name: &str) -> Option<PathBuf> {
@@ -98,6 +125,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::BrokerTurn {
+            codex,
+            socket_dir,
+            cwd,
+            prompt,
+        } => {
+            let answer = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(bench::broker_turn(&codex, &socket_dir, &cwd, &prompt)));
+            match answer {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("codex-bridge-bench broker-turn: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run(args) => match run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -118,6 +167,8 @@ fn run(args: RunArgs) -> Result<(), String> {
             codex.display()
         ));
     }
+    let codex = std::path::absolute(&codex)
+        .map_err(|e| format!("cannot make {} absolute: {e}", codex.display()))?;
     let broker = args
         .broker
         .or_else(|| sibling("codex-broker"))
@@ -134,14 +185,20 @@ fn run(args: RunArgs) -> Result<(), String> {
         broker,
         companion,
         iterations: args.iterations.max(1),
-        overhead_pairs: args.overhead_pairs.max(1),
-        fanin_clients: args.fanin_clients,
+        overhead_pairs: args.overhead_pairs,
+        fanin_clients: args.fanin_clients.into_iter().filter(|n| *n > 0).collect(),
         fanin_secs: args.fanin_secs.max(0.5),
         decode_bytes: (args.decode_mb * 1e6) as usize,
-        decode_passes: args.decode_passes.max(1),
-        rss_runs: args.rss_runs.max(1),
+        decode_passes: args.decode_passes,
+        rss_runs: args.rss_runs,
         turn_timeout: Duration::from_secs(60),
         workspace_root: root,
+        clean_home: !args.inherit_home,
+        only: args.only,
+        companion_wrapper: args
+            .companion_wrapper
+            .map(|w| w.split_whitespace().map(OsString::from).collect())
+            .unwrap_or_default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
