@@ -31,7 +31,7 @@ impl Notification {
     /// Builds a notification (the connection does this for every one it receives).
     pub fn new(method: impl Into<String>, params: Value) -> Self {
         let method = method.into();
-        let typed = ServerNotification::from_parts(&method, params.clone());
+        let typed = ServerNotification::from_parts_ref(&method, &params);
         let thread_id = typed
             .thread_id()
             .map(str::to_owned)

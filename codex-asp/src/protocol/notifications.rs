@@ -495,6 +495,24 @@ macro_rules! server_notifications {
                 Self::Raw { method: method.to_owned(), params, parse_error: None }
             }
 
+            /// [`ServerNotification::from_parts`] without taking the params: typed params are
+            /// deserialized from the borrowed [`Value`]; only a `Raw` result clones it.
+            pub fn from_parts_ref(method: &str, params: &Value) -> Self {
+                $(
+                    if method == <$ty as Notification>::METHOD {
+                        return match <$ty as Deserialize>::deserialize(params) {
+                            Ok(p) => Self::$variant(p),
+                            Err(e) => Self::Raw {
+                                method: method.to_owned(),
+                                params: params.clone(),
+                                parse_error: Some(e.to_string()),
+                            },
+                        };
+                    }
+                )*
+                Self::Raw { method: method.to_owned(), params: params.clone(), parse_error: None }
+            }
+
             /// Decodes one notification message, `{"method": .., "params": ..}`, from its JSON
             /// text: the same result as `serde_json::from_str::<ServerNotification>(text)`
             /// (which goes through a [`Value`] and [`ServerNotification::from_parts`]), faster.
@@ -834,6 +852,16 @@ mod tests {
     fn assert_same(text: &str) {
         let fast = ServerNotification::from_json(text);
         let slow = serde_json::from_str::<ServerNotification>(text);
+        if let Ok(Value::Object(msg)) = serde_json::from_str::<Value>(text)
+            && let Some(Value::String(method)) = msg.get("method")
+        {
+            let params = msg.get("params").cloned().unwrap_or(Value::Null);
+            assert_eq!(
+                ServerNotification::from_parts_ref(method, &params),
+                ServerNotification::from_parts(method, params.clone()),
+                "{text}"
+            );
+        }
         match (&fast, &slow) {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
             (Err(_), Err(_)) => {}
