@@ -156,12 +156,15 @@ async fn handshake_reports_the_server() {
     let home = CodexHome::new(&mock);
     let backend = spawn(options(&home)).await;
     let info = backend.server_info().expect("spawn performs the handshake");
+    // the version of the codex under test (CODEX_BIN may name another than the pinned one)
+    let version = pinned().await.version().to_string();
     assert!(
-        info.user_agent.starts_with("codex-bridge-tests/0.169.0"),
+        info.user_agent
+            .starts_with(&format!("codex-bridge-tests/{version}")),
         "{}",
         info.user_agent
     );
-    assert_eq!(info.codex_version(), Some("0.169.0"));
+    assert_eq!(info.codex_version(), Some(version.as_str()));
     assert_eq!(info.codex_home.as_deref(), Some(home_str(&home).as_str()));
     assert_eq!(backend.kind(), codex_core::BackendKind::AppServer);
     assert!(
