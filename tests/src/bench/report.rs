@@ -475,6 +475,19 @@ fn fanin(out: &mut String, r: &Results) {
                 r.machine.nproc,
                 ceiling
             );
+            if let Some(one) = broker_phase(r, 1) {
+                let used = one.cpu.total_ms() / (one.elapsed.as_secs_f64() * 1000.0);
+                if used > 0.0 {
+                    let _ = writeln!(
+                        out,
+                        "A single client already keeps {used:.2} cores busy ({:.0} turns/s), so \
+                         on {} cores no number of clients can do more than about {:.1}x its rate.",
+                        one.turns_per_s,
+                        r.machine.nproc,
+                        cores / used
+                    );
+                }
+            }
         }
     }
     out.push('\n');
