@@ -8,8 +8,10 @@
 //! Uses the codex of the environment (`CODEX_BIN`, else `codex` on `PATH`) with its
 //! `CODEX_HOME`. Exits non-zero when the delegation ends in an error.
 //!
-//! The backends offered are listed in [`available_backends`], best first; the delegate picks
-//! among them per request and the outcome names the one that ran.
+//! The backends offered are listed in [`available_backends`], best first: the running broker's
+//! app-server if there is one, else a private app-server, then `codex exec`. The delegate
+//! picks among them per request (exec only when no approvals are needed, or when no
+//! app-server could be reached) and the outcome names the one that ran.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::PathBuf;
@@ -20,8 +22,15 @@ use std::time::Duration;
 use clap::Parser;
 use codex_agent::prompt::Intent;
 use codex_agent::{Delegate, DelegateRequest, Delegation, Verified};
+use codex_asp::AspBackend;
+use codex_asp::backend::AspBackendOptions;
+use codex_asp::broker::{self, BrokerOptions};
+use codex_asp::protocol::InitializeParams;
 use codex_cli_backend::CliBackend;
 use codex_core::{AuthMode, Backend, BackendKind, CodexBinary};
+
+/// The client name this example gives the app-server.
+const CLIENT_NAME: &str = "codex-agent-delegate-example";
 
 /// Delegate a task to Codex with proof of execution.
 #[derive(Debug, Parser)]
@@ -52,13 +61,43 @@ struct Args {
     prompt: Vec<String>,
 }
 
-/// The backends this build offers, best first. Each app-server backend of `codex-asp` (the
-/// broker's shared one, a private one) is one more entry here.
-fn available_backends(codex: &CodexBinary) -> Vec<(BackendKind, Arc<dyn Backend>)> {
-    vec![(
+/// The backends offered, best first: the resident broker's shared app-server when one is
+/// running (it is never started here), else a private `codex app-server` (killed when this
+/// process ends), and always one-shot `codex exec` (a candidate only for requests that need
+/// no approvals). A backend that cannot be reached is reported on stderr and left out.
+async fn available_backends(codex: &CodexBinary) -> Vec<(BackendKind, Arc<dyn Backend>)> {
+    let mut backends: Vec<(BackendKind, Arc<dyn Backend>)> = Vec::new();
+    let broker_options =
+        BrokerOptions::new()
+            .codex(codex.path())
+            .client_info(InitializeParams::new(
+                CLIENT_NAME,
+                env!("CARGO_PKG_VERSION"),
+            ));
+    match broker::connect(&broker_options).await {
+        Ok(conn) => {
+            let backend = AspBackend::from_connection_with(
+                conn,
+                AspBackendOptions::default().kind(BackendKind::Broker),
+            );
+            backends.push((BackendKind::Broker, Arc::new(backend)));
+        }
+        Err(broker::Error::NotRunning { .. }) => {}
+        Err(e) => eprintln!("warning: the running broker cannot be reached ({e}); not using it"),
+    }
+    if backends.is_empty() {
+        let options =
+            AspBackendOptions::default().client_info(CLIENT_NAME, env!("CARGO_PKG_VERSION"));
+        match AspBackend::spawn(codex.clone(), options).await {
+            Ok(backend) => backends.push((BackendKind::AppServer, Arc::new(backend))),
+            Err(e) => eprintln!("warning: no private app-server ({e}); only exec is offered"),
+        }
+    }
+    backends.push((
         BackendKind::Exec,
         Arc::new(CliBackend::new(codex.clone())) as Arc<dyn Backend>,
-    )]
+    ));
+    backends
 }
 
 #[tokio::main]
@@ -84,7 +123,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> codex_agent::Result<Verified> {
     let codex = CodexBinary::discover().await?;
     let mut builder = Delegate::builder(codex.clone());
-    for (kind, backend) in available_backends(&codex) {
+    for (kind, backend) in available_backends(&codex).await {
         builder = builder.backend(kind, backend);
     }
     // `codex login status` only knows stored credentials; a key in the environment counts too
