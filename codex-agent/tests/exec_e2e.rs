@@ -13,26 +13,17 @@ use codex_agent::prompt::Intent;
 use codex_agent::{Delegate, DelegateRequest, Error};
 use codex_bridge_tests::home::ENV_TO_REMOVE;
 use codex_bridge_tests::procs::wait_until_gone_async;
-use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace, pinned_codex};
+use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace};
 use codex_cli_backend::CliBackend;
 use codex_core::jobs::JobStatus;
 use codex_core::{Backend, BackendKind, CodexBinary};
-use tokio::sync::OnceCell;
 
 /// Generous bound for one turn against the mock.
 const TURN: Duration = Duration::from_secs(90);
 
-static PINNED: OnceCell<CodexBinary> = OnceCell::const_new();
-
+/// The pinned codex, probed once per test binary.
 async fn pinned() -> CodexBinary {
-    PINNED
-        .get_or_init(|| async {
-            CodexBinary::probe(pinned_codex())
-                .await
-                .unwrap_or_else(|e| panic!("probing the pinned codex: {e}"))
-        })
-        .await
-        .clone()
+    codex_bridge_tests::pinned_binary().await
 }
 
 struct Setup {

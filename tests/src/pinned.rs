@@ -60,6 +60,23 @@ fn resolve_codex(codex_bin: Option<std::ffi::OsString>) -> PathBuf {
     path
 }
 
+/// The pinned codex ([`pinned_codex`]), probed once per test binary (version and flags).
+///
+/// Panics with the install instruction when it is missing, and with the probe's error when
+/// it does not answer `--version` / `--help` as a codex should.
+pub async fn pinned_binary() -> codex_core::CodexBinary {
+    static PINNED: tokio::sync::OnceCell<codex_core::CodexBinary> =
+        tokio::sync::OnceCell::const_new();
+    PINNED
+        .get_or_init(|| async {
+            codex_core::CodexBinary::probe(pinned_codex())
+                .await
+                .unwrap_or_else(|e| panic!("probing the pinned codex: {e}"))
+        })
+        .await
+        .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,23 +29,13 @@ use codex_core::{
     ItemDetails, SandboxMode, TaskSpec, ThreadId, TurnId,
 };
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
 /// Generous bound for one turn against the mock (a turn takes well under a second).
 const TURN: Duration = Duration::from_secs(60);
 
-static PINNED: OnceCell<CodexBinary> = OnceCell::const_new();
-
 /// The pinned codex, probed once per test binary.
 async fn pinned() -> CodexBinary {
-    PINNED
-        .get_or_init(|| async {
-            CodexBinary::probe(pinned_codex())
-                .await
-                .unwrap_or_else(|e| panic!("probing the pinned codex: {e}"))
-        })
-        .await
-        .clone()
+    codex_bridge_tests::pinned_binary().await
 }
 
 /// Options running the app-server with `home` as its `CODEX_HOME` and a clean environment.

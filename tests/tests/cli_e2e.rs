@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use codex_bridge_tests::home::ENV_TO_REMOVE;
 use codex_bridge_tests::procs::wait_until_gone_async;
-use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace, pinned_codex};
+use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace};
 use codex_cli_backend::{ArgFiles, CliBackend, Mode};
 use codex_core::ExitSummary;
 use codex_core::event::{FileChangeKind, ItemStatus};
@@ -18,23 +18,13 @@ use codex_core::{
     SandboxMode, ServiceTier, TaskSpec,
 };
 use serde_json::json;
-use tokio::sync::OnceCell;
 
 /// Generous bound for one turn against the mock (a turn takes well under a second).
 const TURN: Duration = Duration::from_secs(60);
 
-static PINNED: OnceCell<CodexBinary> = OnceCell::const_new();
-
 /// The pinned codex, probed once per test binary.
 async fn pinned() -> CodexBinary {
-    PINNED
-        .get_or_init(|| async {
-            CodexBinary::probe(pinned_codex())
-                .await
-                .unwrap_or_else(|e| panic!("probing the pinned codex: {e}"))
-        })
-        .await
-        .clone()
+    codex_bridge_tests::pinned_binary().await
 }
 
 /// A backend running the pinned codex with `home` as its `CODEX_HOME`.
