@@ -5,17 +5,26 @@
 //! points codex at it, and runs turns of the real pinned codex through codex-bridge's
 //! backends, printing every event as it arrives and the outcome last:
 //!
-//! 1. the exec backend (`codex exec --json`): a streamed answer, then a shell command;
-//! 2. resume of the same thread.
+//! 1. the exec backend (`codex exec --json`): a streamed answer, a shell command, and resume
+//!    of the first thread;
+//! 2. the app-server backend (`codex app-server`, JSON-RPC over stdio): streamed deltas and
+//!    a command that needs approval, answered by an approval handler; then a second turn on
+//!    the same warm connection.
 //!
 //! Exit status 0 only when every turn completed.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use codex_asp::AspBackend;
+use codex_asp::approval::{ApprovalHandler, Decision, ServerReply, ServerRequestCtx};
+use codex_asp::backend::AspBackendOptions;
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace, pinned_codex};
 use codex_cli_backend::CliBackend;
-use codex_core::{Backend, CodexBinary, Event, ItemDetails, Run, TaskSpec, TurnOutcome};
+use codex_core::event::DeltaKind;
+use codex_core::{
+    ApprovalPolicy, Backend, CodexBinary, Event, ItemDetails, Run, TaskSpec, TurnOutcome,
+};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
@@ -38,7 +47,7 @@ async fn run() -> anyhow::Result<()> {
     println!("home    {}", home.path().display());
 
     let backend = CliBackend::builder()
-        .binary(binary)
+        .binary(binary.clone())
         .envs(home.env())
         .default_timeout(Duration::from_secs(60))
         .build()?;
@@ -64,7 +73,54 @@ async fn run() -> anyhow::Result<()> {
         resumed.thread_id == first.thread_id,
         "resume changed the thread id"
     );
+
+    println!("\n== app-server backend: spawn `codex app-server`, initialize");
+    let options = AspBackendOptions::default()
+        .envs(home.env())
+        .approval_handler(ApproveEcho)
+        .default_timeout(Duration::from_secs(60));
+    let asp = AspBackend::spawn(binary, options).await?;
+    if let Some(info) = asp.server_info() {
+        println!("  server: {}", info.user_agent);
+    }
+
+    println!("\n== app-server backend: streamed deltas");
+    mock.push(Reply::streamed(&["Streaming", " over", " JSON-RPC."]));
+    let spec = TaskSpec::new("Say something").cwd(workspace.path());
+    show(asp.start(spec).await?).await?;
+
+    println!("\n== app-server backend: a command that asks for approval (policy untrusted)");
+    mock.push(Reply::exec_command("call-2", "echo approved command ran"));
+    mock.push(Reply::text("The approved command ran."));
+    let spec = TaskSpec::new("Run a command")
+        .cwd(workspace.path())
+        .approval(ApprovalPolicy::Untrusted);
+    show(asp.start(spec).await?).await?;
     Ok(())
+}
+
+/// Accepts `echo` commands and declines everything else.
+struct ApproveEcho;
+
+#[async_trait::async_trait]
+impl ApprovalHandler for ApproveEcho {
+    async fn handle(&self, request: ServerRequestCtx) -> ServerReply {
+        let command = request
+            .params()
+            .get("command")
+            .and_then(|c| c.as_str())
+            .unwrap_or("");
+        let decision = if command.contains("echo ") {
+            Decision::Accept
+        } else {
+            Decision::Decline
+        };
+        println!(
+            "  approval asked: {} {command:?} -> {decision:?}",
+            request.method()
+        );
+        ServerReply::Decision(decision)
+    }
 }
 
 async fn show(mut run: Run) -> anyhow::Result<TurnOutcome> {
@@ -83,7 +139,7 @@ async fn show(mut run: Run) -> anyhow::Result<TurnOutcome> {
 fn describe(event: &Event) -> String {
     match event {
         Event::ThreadStarted { thread_id } => format!("thread.started {thread_id}"),
-        Event::TurnStarted { .. } => "turn.started".into(),
+        Event::TurnStarted { turn_id: None } => "turn.started".into(),
         Event::ItemStarted { item } => format!("item.started {}", item.details.kind_name()),
         Event::ItemUpdated { item } => format!("item.updated {}", item.details.kind_name()),
         Event::ItemCompleted { item } => match &item.details {
@@ -102,11 +158,18 @@ fn describe(event: &Event) -> String {
             }
             other => format!("item.completed {}", other.kind_name()),
         },
+        Event::TurnStarted { turn_id: Some(id) } => format!("turn.started {id}"),
+        Event::Delta {
+            kind: DeltaKind::AgentMessage,
+            delta,
+            ..
+        } => format!("delta {delta:?}"),
         Event::TurnCompleted { usage, .. } => format!(
             "turn.completed (tokens in/out: {}/{})",
             usage.map_or(0, |u| u.input_tokens),
             usage.map_or(0, |u| u.output_tokens)
         ),
+        Event::Unknown { kind, .. } => format!("({kind})"),
         other => format!("{other:?}"),
     }
 }
