@@ -390,7 +390,10 @@ async fn a_codex_that_exits_at_once_is_an_error_naming_the_exit() {
         .await
         .unwrap_err();
     let text = chain(&err);
-    assert!(text.contains('3') && text.contains("fake: boom"), "{text}");
+    assert!(
+        text.contains("codex exited (exit code 3)") && text.contains("fake: boom"),
+        "the error names the exit and codex's last words: {text}"
+    );
     assert!(
         matches!(
             err,
