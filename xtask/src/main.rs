@@ -6,8 +6,9 @@
 //!   and the whole test suite (cargo-nextest when available, else `cargo test`) with
 //!   `CODEX_BIN` pointing at the pinned codex;
 //! - `demo`: one offline turn of the real codex (the `codex-bridge-demo` binary);
-//! - `fixtures`: re-record `tests/fixtures/{exec,app-server}/*.jsonl` from the real codex
-//!   (the `record-fixtures` binary, then the harness's app-server test);
+//! - `fixtures`: re-record `tests/fixtures/{exec,app-server}/*.jsonl` and
+//!   `codex-asp/tests/fixtures/transcript-*.jsonl` from the real codex (the `record-fixtures`
+//!   binary, the harness's app-server test, then `capture.py`);
 //! - `protocol-check [--codex PATH]`: compare the App Server Protocol schema of an installed
 //!   codex (default: `CODEX_BIN`, else the pinned one) with `codex-asp/schema/` (exit 1 when
 //!   they differ);
@@ -310,9 +311,14 @@ fn fixtures() -> Result<()> {
         ])
         .env("CODEX_BIN", &codex)
         .env("CODEX_BRIDGE_WRITE_FIXTURES", "1"))?;
+    // codex-asp/tests/fixtures/transcript-*.jsonl: the app-server transcripts.
+    run(Command::new("python3")
+        .arg(workspace_root().join("codex-asp/tests/fixtures/capture.py"))
+        .arg(&codex))?;
     eprintln!(
-        "xtask: fixtures written to {}",
-        workspace_root().join("tests/fixtures").display()
+        "xtask: fixtures written to {} and {}",
+        workspace_root().join("tests/fixtures").display(),
+        workspace_root().join("codex-asp/tests/fixtures").display()
     );
     Ok(())
 }
