@@ -9,9 +9,9 @@
 //! - `fixtures`: re-record `tests/fixtures/{exec,app-server}/*.jsonl` and
 //!   `codex-asp/tests/fixtures/transcript-*.jsonl` from the real codex (the `record-fixtures`
 //!   binary, the harness's app-server test, then `capture.py`);
-//! - `protocol-check [--codex PATH]`: compare the App Server Protocol schema of an installed
-//!   codex (default: `CODEX_BIN`, else the pinned one) with `codex-asp/schema/` (exit 1 when
-//!   they differ);
+//! - `protocol-check [--codex PATH] [--update]`: compare the App Server Protocol schema of an
+//!   installed codex (default: `CODEX_BIN`, else the pinned one) with `codex-asp/schema/`
+//!   (exit 1 when they differ); with `--update`, re-vendor the schema from it instead;
 //! - `compat [--versions V1,V2,...] [--suite cli|asp|all]`: run the end-to-end suites against
 //!   several codex versions (installed like `codex`) and print a version × suite table (exit 1
 //!   when a version in the supported range fails);
@@ -69,6 +69,9 @@ enum Task {
         /// The codex binary (default: CODEX_BIN, else the pinned one under .tools/).
         #[arg(long, env = "CODEX_BIN")]
         codex: Option<PathBuf>,
+        /// Instead of comparing, regenerate the vendored schema from that codex.
+        #[arg(long)]
+        update: bool,
     },
     /// Run the end-to-end suites against several codex versions and print a results table.
     Compat {
@@ -111,8 +114,13 @@ fn run_task(task: Task) -> Result<()> {
         Task::Test => test(),
         Task::Demo => demo(),
         Task::Fixtures => fixtures(),
-        Task::ProtocolCheck { codex } => {
-            protocol_check::run(&codex.unwrap_or_else(|| codex_bin(PINNED_CODEX_VERSION)))
+        Task::ProtocolCheck { codex, update } => {
+            let codex = codex.unwrap_or_else(|| codex_bin(PINNED_CODEX_VERSION));
+            if update {
+                protocol_check::update(&codex)
+            } else {
+                protocol_check::run(&codex)
+            }
         }
         Task::Compat { versions, suite } => compat::run(versions, suite),
         Task::Bench(args) => bench::bench(args),

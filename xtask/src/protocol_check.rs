@@ -48,6 +48,46 @@ pub(crate) fn run(codex: &Path) -> Result<()> {
     )
 }
 
+/// Re-vendors the schema: regenerates `codex-asp/schema/{PINNED}/` (the whole stable output)
+/// and `codex-asp/schema/{PINNED}-experimental/` (only the bundle) with `codex`, then prints
+/// the comparison with what was there before.
+pub(crate) fn update(codex: &Path) -> Result<()> {
+    let schema_root = crate::workspace_root().join("codex-asp").join("schema");
+    let vendored = crate::PINNED_CODEX_VERSION;
+    let version = codex_version(codex)?;
+    if !version.contains(vendored) {
+        bail!(
+            "{} is {version}, not the pinned {vendored}: move the pin first (the vendored \
+             directory is named after the version)",
+            codex.display()
+        );
+    }
+    let stable_dir = schema_root.join(vendored);
+    let experimental_dir = schema_root.join(format!("{vendored}-experimental"));
+    let generated_experimental = TempDir::new()?;
+    generate(codex, generated_experimental.path(), true)?;
+    if stable_dir.exists() {
+        std::fs::remove_dir_all(&stable_dir)
+            .with_context(|| format!("cannot remove {}", stable_dir.display()))?;
+    }
+    std::fs::create_dir_all(&stable_dir)
+        .with_context(|| format!("cannot create {}", stable_dir.display()))?;
+    generate(codex, &stable_dir, false)?;
+    std::fs::create_dir_all(&experimental_dir)
+        .with_context(|| format!("cannot create {}", experimental_dir.display()))?;
+    std::fs::copy(
+        generated_experimental.path().join(BUNDLE),
+        experimental_dir.join(BUNDLE),
+    )
+    .with_context(|| format!("cannot write {}", experimental_dir.join(BUNDLE).display()))?;
+    println!(
+        "re-vendored {} and {} from {version}; `git diff --stat codex-asp/schema` shows what changed",
+        stable_dir.display(),
+        experimental_dir.display()
+    );
+    Ok(())
+}
+
 /// Generates the schema with `codex` and compares it with `schema_root/{vendored}` and
 /// `schema_root/{vendored}-experimental`.
 fn check(codex: &Path, schema_root: &Path, vendored: &str) -> Result<Report> {
