@@ -118,8 +118,11 @@ pub struct Memory {
 pub struct Results {
     /// The machine.
     pub machine: Machine,
-    /// Load averages at the start and the end.
+    /// Load averages at the start and the end (the end includes this run's own processes).
     pub load: (Option<[f64; 3]>, Option<[f64; 3]>),
+    /// CPU used by other processes during the run, in cores on average (machine busy time
+    /// minus this process tree's).
+    pub others_cores: Option<f64>,
     /// The configuration.
     pub config: Config,
     /// One trivial turn, per method.
@@ -162,6 +165,8 @@ fn say(msg: impl AsRef<str>) {
 pub async fn run(config: Config) -> Result<Results, String> {
     let started = Instant::now();
     let load_start = machine::load_average();
+    let busy_start = procfs::machine_busy_ticks();
+    let own_start = procfs::own_tree_ticks();
     let machine = Machine::probe(&config.codex);
     say(format!(
         "{} cores, {}, {}, load {:?}",
@@ -375,8 +380,18 @@ pub async fn run(config: Config) -> Result<Results, String> {
         memory.companion_missing = companion_ok.clone();
     }
 
+    let own_end = procfs::own_tree_ticks();
+    let others_cores = procfs::machine_busy_ticks()
+        .zip(busy_start)
+        .map(|(end, start)| {
+            let others = end
+                .saturating_sub(start)
+                .saturating_sub(own_end.saturating_sub(own_start));
+            procfs::ticks_to_ms(others) / 1000.0 / started.elapsed().as_secs_f64()
+        });
     lab.shutdown().await;
     Ok(Results {
+        others_cores,
         machine,
         load: (load_start, machine::load_average()),
         config,

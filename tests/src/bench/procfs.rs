@@ -113,6 +113,33 @@ pub fn total_rss_kib(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|p| status_kib(*p, "VmRSS")).sum()
 }
 
+/// Busy CPU time of the whole machine since boot, in clock ticks: the first line of
+/// `/proc/stat` without idle and iowait.
+pub fn machine_busy_ticks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|i| fields.get(*i))
+        .sum();
+    Some(busy)
+}
+
+/// CPU time of this process, everything it waited for, and every live descendant (with
+/// what they waited for), in clock ticks.
+pub fn own_tree_ticks() -> u64 {
+    let me = std::process::id();
+    std::iter::once(me)
+        .chain(descendants(me))
+        .filter_map(cpu_ticks_with_children)
+        .sum()
+}
+
 /// CPU ticks as milliseconds.
 pub fn ticks_to_ms(ticks: u64) -> f64 {
     ticks as f64 * 1000.0 / CLOCK_TICKS_PER_SEC as f64
@@ -148,6 +175,12 @@ mod tests {
         assert_eq!(cpu_ticks_of(stat), Some(10));
         assert_eq!(stat_fields(stat).unwrap()[13], "0");
         assert_eq!(stat_fields(stat).unwrap()[1], "1");
+    }
+
+    #[test]
+    fn machine_and_own_cpu() {
+        assert!(machine_busy_ticks().unwrap() > 0);
+        let _ = own_tree_ticks();
     }
 
     #[test]

@@ -108,9 +108,17 @@ fn header(out: &mut String, r: &Results) {
     let _ = writeln!(out, "| date | {} |", m.date);
     let _ = writeln!(
         out,
-        "| load average (1/5/15 min) at start, end | {}; {} |",
+        "| load average (1/5/15 min) at start; at the end, this run included | {}; {} |",
         load(r.load.0),
         load(r.load.1)
+    );
+    let _ = writeln!(
+        out,
+        "| CPU used by other processes during the run | {} |",
+        r.others_cores.map_or_else(
+            || "n/a".into(),
+            |c| format!("{c:.2} of {} cores on average", m.nproc)
+        )
     );
     let _ = writeln!(
         out,
