@@ -6,7 +6,7 @@
 //! The crate also builds binaries: `fake-codex`, a fault-injecting stand-in for codex
 //! (`env!("CARGO_BIN_EXE_fake-codex")` in this package's tests; see its source for the
 //! `FAKE_CODEX_MODE` values), `codex-bridge-demo`, and `codex-bridge-bench`, the benchmark
-//! behind `cargo xtask bench` and `BENCHMARKS.md` (its logic is [`bench`]).
+//! behind `cargo xtask bench` and `BENCHMARKS.md` (its logic is [`mod@bench`]).
 //!
 //! Recorded output of the real `codex exec --json` lives in `tests/fixtures/exec/`
 //! ([`fixtures_dir`]).
