@@ -162,6 +162,35 @@ impl CodexBinary {
         })
     }
 
+    /// Like [`CodexBinary::discover`], through the on-disk probe cache
+    /// ([`CodexBinary::probe_cached`]).
+    pub async fn discover_cached() -> Result<CodexBinary> {
+        let path = Self::locate(None)?;
+        Self::probe_cached(path).await
+    }
+
+    /// Like [`CodexBinary::probe`], but remembers the answer on disk so that short-lived
+    /// programs (one `codex-companion` invocation, one script run) do not pay three codex
+    /// start-ups (about 100 ms each through the npm launcher) every time.
+    ///
+    /// The cache lives under the job-store root (`$CODEX_BRIDGE_STATE_DIR`, else the platform
+    /// state directory) in `probe-cache/`, one small JSON file per binary, keyed by the
+    /// binary's canonical path, size and modification time: reinstalling or upgrading codex
+    /// changes the key. Any problem with the cache (unwritable, corrupt) falls back to a
+    /// fresh probe; the cache is never a reason to fail.
+    pub async fn probe_cached(path: impl Into<PathBuf>) -> Result<CodexBinary> {
+        let path = path.into();
+        let Some(entry) = cache_file(&path) else {
+            return Self::probe(path).await;
+        };
+        if let Some(cached) = read_cache(&entry) {
+            return Ok(cached.into_binary(path));
+        }
+        let binary = Self::probe(path).await?;
+        write_cache(&entry, &CachedProbe::of(&binary));
+        Ok(binary)
+    }
+
     /// Builds a binary description without probing (for tests and for callers that already
     /// know the facts).
     pub fn from_parts(path: PathBuf, version: CodexVersion, capabilities: Capabilities) -> Self {
@@ -217,6 +246,90 @@ impl CodexBinary {
     }
 }
 
+/// What the probe cache keeps of one binary.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedProbe {
+    version: String,
+    exec: BTreeSet<String>,
+    resume: BTreeSet<String>,
+}
+
+impl CachedProbe {
+    fn of(binary: &CodexBinary) -> Self {
+        let caps = binary.capabilities();
+        CachedProbe {
+            version: binary.version().to_string(),
+            exec: caps.exec.clone(),
+            resume: caps.resume.clone(),
+        }
+    }
+
+    fn into_binary(self, path: PathBuf) -> CodexBinary {
+        let version = semver::Version::parse(&self.version)
+            .map(CodexVersion)
+            .unwrap_or_else(|_| CodexVersion::new(0, 0, 0));
+        let capabilities = Capabilities {
+            exec: self.exec,
+            resume: self.resume,
+        };
+        CodexBinary::from_parts(path, version, capabilities)
+    }
+}
+
+/// The cache file for `path`: `<state root>/probe-cache/<fnv of canonical path, size, mtime>.json`.
+fn cache_file(path: &Path) -> Option<PathBuf> {
+    cache_file_in(&crate::jobs::state_root().ok()?, path)
+}
+
+fn cache_file_in(root: &Path, path: &Path) -> Option<PathBuf> {
+    let canonical = path.canonicalize().ok()?;
+    let meta = std::fs::metadata(&canonical).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let key = format!(
+        "{}\0{}\0{}.{}",
+        canonical.display(),
+        meta.len(),
+        mtime.as_secs(),
+        mtime.subsec_nanos()
+    );
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    Some(root.join("probe-cache").join(format!("{hash:016x}.json")))
+}
+
+fn read_cache(file: &Path) -> Option<CachedProbe> {
+    let bytes = std::fs::read(file).ok()?;
+    let cached: CachedProbe = serde_json::from_slice(&bytes).ok()?;
+    semver::Version::parse(&cached.version).ok()?;
+    Some(cached)
+}
+
+fn write_cache(file: &Path, probe: &CachedProbe) {
+    let write = || -> std::io::Result<()> {
+        let dir = file
+            .parent()
+            .ok_or_else(|| std::io::Error::other("no parent"))?;
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, &serde_json::to_vec(probe)?)?;
+        tmp.persist(file).map_err(|e| e.error)?;
+        Ok(())
+    };
+    if let Err(e) = write() {
+        tracing::debug!(
+            "could not write the codex probe cache {}: {e}",
+            file.display()
+        );
+    }
+}
+
 fn check_exists(path: &Path, what: &str) -> Result<PathBuf> {
     if path.exists() {
         Ok(path.to_owned())
@@ -266,6 +379,36 @@ mod tests {
         assert!(!caps.exec_accepts("--sandbox-mode"));
         assert!(caps.resume_accepts("--last"));
         assert!(!caps.resume_accepts("--sandbox"));
+    }
+
+    #[tokio::test]
+    async fn probe_cache_answers_without_running_codex_and_follows_changes() {
+        let state = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("codex");
+        let script = |version: &str| {
+            format!(
+                "#!/bin/sh\ncase \"$1\" in --version) echo codex-cli {version};; *) echo '      --json';; esac\n"
+            )
+        };
+        std::fs::write(&fake, script("0.1.0")).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let file = cache_file_in(state.path(), &fake).unwrap();
+        assert!(file.starts_with(state.path()));
+        let probed = CodexBinary::probe(&fake).await.unwrap();
+        write_cache(&file, &CachedProbe::of(&probed));
+        let cached = read_cache(&file).unwrap().into_binary(fake.clone());
+        assert_eq!(cached.version(), &CodexVersion::new(0, 1, 0));
+        assert!(cached.capabilities().exec_accepts("--json"));
+        // a corrupt entry is ignored
+        std::fs::write(&file, b"{oops").unwrap();
+        assert!(read_cache(&file).is_none());
+        // a reinstalled binary has another key
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&fake, script("0.2.0") + "\n").unwrap();
+        let other = cache_file_in(state.path(), &fake).unwrap();
+        assert_ne!(file, other);
     }
 
     #[test]

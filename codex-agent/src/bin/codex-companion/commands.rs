@@ -119,7 +119,7 @@ fn note(line: &str) {
 }
 
 async fn codex() -> Result<CodexBinary> {
-    CodexBinary::discover()
+    CodexBinary::discover_cached()
         .await
         .map_err(|e| anyhow!(codex_agent::Error::from(e)))
 }
