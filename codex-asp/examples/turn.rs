@@ -3,14 +3,15 @@
 //! ```text
 //! cargo run -p codex-asp --example turn -- [--cd DIR]
 //!     [--approval-policy untrusted|on-request|never] [--on-approval accept|decline|cancel]
-//!     [--resume THREAD_ID] PROMPT
+//!     [--resume THREAD_ID] [--timeout SECS] PROMPT
 //! ```
 //!
 //! Uses the codex of the environment (`CODEX_BIN`, else `codex` on `PATH`) and its
 //! `CODEX_HOME`. Prints the thread id, the streamed deltas as they arrive, each approval
 //! request with the answer given (`--on-approval`, default `decline`), and the final message
-//! last. `--resume` runs the turn on an existing thread. Exits 0 only when the turn
-//! completed.
+//! last. `--resume` runs the turn on an existing thread. `--timeout` (default 600 s) stops a
+//! turn that never ends (codex retries an unreachable model provider forever). Exits 0 only
+//! when the turn completed.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -22,13 +23,32 @@ use codex_asp::backend::AspBackendOptions;
 use codex_core::event::DeltaKind;
 use codex_core::{ApprovalPolicy, Backend, CodexBinary, Event, TaskSpec, ThreadId};
 
-const USAGE: &str = "usage: turn [--cd DIR] [--approval-policy untrusted|on-request|never] [--on-approval accept|decline|cancel] [--resume THREAD_ID] PROMPT";
+/// `println!` that ignores a closed stdout (e.g. piped into `head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that ignores a closed stdout, flushed so streamed deltas show at once.
+macro_rules! say_part {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout();
+        let _ = write!(out, $($arg)*);
+        let _ = out.flush();
+    }};
+}
+
+const USAGE: &str = "usage: turn [--cd DIR] [--approval-policy untrusted|on-request|never] [--on-approval accept|decline|cancel] [--resume THREAD_ID] [--timeout SECS] PROMPT";
 
 struct Options {
     cd: Option<PathBuf>,
     approval_policy: Option<ApprovalPolicy>,
     on_approval: Decision,
     resume: Option<String>,
+    timeout: std::time::Duration,
     prompt: String,
 }
 
@@ -38,6 +58,7 @@ fn parse_args() -> Result<Options, String> {
         approval_policy: None,
         on_approval: Decision::Decline,
         resume: None,
+        timeout: std::time::Duration::from_secs(600),
         prompt: String::new(),
     };
     let mut prompt = Vec::new();
@@ -66,6 +87,13 @@ fn parse_args() -> Result<Options, String> {
                 }
             }
             "--resume" => opts.resume = Some(value("--resume")?),
+            "--timeout" => {
+                let secs = value("--timeout")?;
+                let secs: u64 = secs.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    format!("--timeout: {secs:?} is not a positive number of seconds")
+                })?;
+                opts.timeout = std::time::Duration::from_secs(secs);
+            }
             "-h" | "--help" => return Err(String::new()),
             other if other.starts_with("--") => return Err(format!("unknown option {other}")),
             _ => prompt.push(arg),
@@ -92,7 +120,7 @@ impl ApprovalHandler for PrintingHandler {
             .and_then(|c| c.as_str())
             .or_else(|| params.get("reason").and_then(|r| r.as_str()))
             .unwrap_or_default();
-        println!(
+        say!(
             "\n[approval] {} {} -> {:?}",
             request.method(),
             what,
@@ -133,7 +161,7 @@ async fn run(opts: Options) -> codex_core::Result<bool> {
         });
     let backend = AspBackend::spawn(codex, options).await?;
 
-    let mut spec = TaskSpec::new(opts.prompt);
+    let mut spec = TaskSpec::new(opts.prompt).timeout(opts.timeout);
     if let Some(dir) = opts.cd {
         spec = spec.cwd(dir);
     }
@@ -148,7 +176,7 @@ async fn run(opts: Options) -> codex_core::Result<bool> {
     let mut last_kind = None;
     while let Some(event) = run.next_event().await {
         match &event {
-            Event::ThreadStarted { thread_id } => println!("thread: {thread_id}"),
+            Event::ThreadStarted { thread_id } => say!("thread: {thread_id}"),
             Event::Delta { kind, delta, .. } => {
                 if last_kind != Some(*kind) {
                     let label = match kind {
@@ -158,31 +186,31 @@ async fn run(opts: Options) -> codex_core::Result<bool> {
                         DeltaKind::FileChangeOutput => "patch output",
                         _ => "delta",
                     };
-                    print!("\n[{label}] ");
+                    say_part!("\n[{label}] ");
                     last_kind = Some(*kind);
                 }
-                print!("{delta}");
+                say_part!("{delta}");
                 let _ = std::io::stdout().flush();
             }
             Event::ItemCompleted { item } => {
                 last_kind = None;
-                println!("\n[item] {} {}", item.details.kind_name(), item.id);
+                say!("\n[item] {} {}", item.details.kind_name(), item.id);
             }
-            Event::Error { message } => println!("\n[error] {message}"),
+            Event::Error { message } => say!("\n[error] {message}"),
             _ => {}
         }
     }
     match run.outcome().await {
         Ok(outcome) => {
-            println!("\nthread: {}", outcome.thread_id);
-            println!(
+            say!("\nthread: {}", outcome.thread_id);
+            say!(
                 "final message:\n{}",
                 outcome.final_message.unwrap_or_default()
             );
             Ok(true)
         }
         Err(e) => {
-            println!("\nthe turn did not complete: {e}");
+            say!("\nthe turn did not complete: {e}");
             Ok(false)
         }
     }
