@@ -25,6 +25,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+mod common;
+use common::{codex_bin, write_offline_config};
+
 const WAIT: Duration = Duration::from_secs(10);
 
 fn test_dir() -> tempfile::TempDir {
@@ -928,48 +931,11 @@ async fn attach_daemon_reports_a_missing_daemon() {
 
 // ----- the real binary ------------------------------------------------------------------
 
-const PINNED: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../.tools/codex-0.169.0/node_modules/.bin/codex"
-);
-
-fn codex_bin() -> PathBuf {
-    let path = std::env::var_os("CODEX_BIN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(PINNED));
-    assert!(
-        path.exists(),
-        "codex not found at {}: run `cargo xtask codex` to install the pinned version",
-        path.display()
-    );
-    path
-}
-
 /// A private CODEX_HOME (provider on a closed port: no turn runs in these tests) and broker
 /// options for the real binary.
 fn real_options(dir: &Path) -> BrokerOptions {
     let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(
-        home.join("config.toml"),
-        r#"model = "gpt-5.5"
-model_provider = "mock"
-approval_policy = "never"
-sandbox_mode = "danger-full-access"
-[analytics]
-enabled = false
-[model_providers.mock]
-name = "Mock Responses"
-base_url = "http://127.0.0.1:9/v1"
-wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
-supports_websockets = false
-requires_openai_auth = false
-"#,
-    )
-    .unwrap();
+    write_offline_config(&home);
     BrokerOptions::new()
         .codex(codex_bin())
         .codex_home(&home)

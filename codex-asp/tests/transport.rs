@@ -12,23 +12,8 @@ use codex_asp::{CloseReason, Connection, ConnectionOptions, Error};
 use codex_core::process::CodexCommand;
 use serde_json::json;
 
-const PINNED: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../.tools/codex-0.169.0/node_modules/.bin/codex"
-);
-
-fn codex_bin() -> PathBuf {
-    let path = std::env::var_os("CODEX_BIN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(PINNED));
-    assert!(
-        path.exists(),
-        "codex not found at {}: run `cargo xtask codex` to install the pinned version",
-        path.display()
-    );
-    path
-}
+mod common;
+use common::{codex_bin, write_offline_config};
 
 /// The version `codex --version` prints (`codex-cli 0.169.0` -> `0.169.0`), so that the
 /// tests hold for whichever codex `CODEX_BIN` names.
@@ -58,27 +43,8 @@ impl Home {
             .prefix("asp-")
             .tempdir()
             .expect("temp dir");
-        std::fs::create_dir(dir.path().join("home")).unwrap();
+        write_offline_config(&dir.path().join("home"));
         std::fs::create_dir(dir.path().join("work")).unwrap();
-        std::fs::write(
-            dir.path().join("home/config.toml"),
-            r#"model = "gpt-5.5"
-model_provider = "mock"
-approval_policy = "never"
-sandbox_mode = "danger-full-access"
-[analytics]
-enabled = false
-[model_providers.mock]
-name = "Mock Responses"
-base_url = "http://127.0.0.1:9/v1"
-wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
-supports_websockets = false
-requires_openai_auth = false
-"#,
-        )
-        .unwrap();
         Home { dir }
     }
 
