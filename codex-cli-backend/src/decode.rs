@@ -127,10 +127,16 @@ impl Decoder for JsonlFraming {
                 return Ok(Some(Frame::Line(lossy_line(&line[..line.len() - 1]))));
             }
             if buf.len() > self.max {
-                let prefix = truncate_lossy(&buf[..], UNDECODABLE_TEXT_LIMIT);
                 // the over-long line may already end further on in the buffer
-                match buf[window..].iter().position(|b| *b == b'\n') {
-                    Some(off) => buf.advance(window + off + 1),
+                let end = buf[window..]
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map(|off| window + off);
+                // the prefix is of this line only, not of the lines after it
+                let prefix =
+                    truncate_lossy(&buf[..end.unwrap_or(buf.len())], UNDECODABLE_TEXT_LIMIT);
+                match end {
+                    Some(end) => buf.advance(end + 1),
                     None => {
                         buf.clear();
                         self.discarding = true;
@@ -246,6 +252,17 @@ pub fn decode_line(line: &str) -> Event {
     decode_slow(trimmed, line)
 }
 
+/// What the typed pass and the [`Value`] path make of one line (`None` for a blank line),
+/// for the fuzz tests, which check that they agree.
+#[cfg(test)]
+pub(crate) fn both_paths(line: &str) -> Option<(Option<Event>, Event)> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    Some((fast::decode(trimmed), decode_slow(trimmed, line)))
+}
+
 /// The general path: parse into a [`Value`], then decode.
 fn decode_slow(trimmed: &str, line: &str) -> Event {
     match serde_json::from_str::<Value>(trimmed) {
@@ -298,6 +315,38 @@ mod fast {
                 .deserialize_map(ObjectVisitor(PhantomData))
                 .map(MapOnly)
         }
+    }
+
+    /// Lines nested deeper than this take the [`Value`] path, whose parser refuses 128 levels.
+    const MAX_DEPTH: usize = 100;
+
+    /// Whether arrays and objects nest more than `max` levels deep in `text` (brackets inside
+    /// strings do not count).
+    fn nests_deeper_than(text: &str, max: usize) -> bool {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for b in text.bytes() {
+            if in_string {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > max {
+                        return true;
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        false
     }
 
     #[derive(Deserialize)]
@@ -361,6 +410,10 @@ mod fast {
     }
 
     pub(super) fn decode(text: &str) -> Option<Event> {
+        // members this pass skips are not depth-checked: leave deep lines to the Value path
+        if nests_deeper_than(text, MAX_DEPTH) {
+            return None;
+        }
         let MapOnly(line) = serde_json::from_str::<MapOnly<Line<'_>>>(text).ok()?;
         Some(match &*line.kind {
             "thread.started" => match line.thread_id {
@@ -1057,6 +1110,32 @@ mod tests {
         lines
     }
 
+    /// Found by `cargo xtask fuzz`: the typed pass skipped a member nested past serde_json's
+    /// recursion limit without noticing and decoded a line the [`Value`] path refuses.
+    #[test]
+    fn deeply_nested_skipped_members_decode_as_on_the_value_path() {
+        for depth in [99, 100, 101, 126, 127, 128, 100_000] {
+            let deep = format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+            for line in [
+                format!(r#"{{"type":"turn.completed","usage":{deep}}}"#),
+                format!(r#"{{"type":"turn.started","x":{deep}}}"#),
+                format!(
+                    r#"{{"type":"item.completed","item":{{"id":"i","type":"reasoning","text":"t","x":{deep}}}}}"#
+                ),
+            ] {
+                assert_same(&line);
+            }
+        }
+        // brackets inside strings are not nesting
+        let text = format!(
+            r#"{{"type":"turn.started","x":"{}\"{}"}}"#,
+            "[".repeat(200),
+            "{".repeat(200)
+        );
+        assert!(fast::decode(&text).is_some());
+        assert_same(&text);
+    }
+
     fn assert_same(line: &str) {
         let trimmed = line.trim();
         if trimmed.is_empty() {
@@ -1205,6 +1284,28 @@ mod tests {
             matches!(&ev, Event::Undecodable { reason, .. } if reason.contains("exceeds 10 bytes")),
             "{ev:?}"
         );
+    }
+
+    /// Found by `cargo xtask fuzz`: the prefix of an over-long line held the lines after it
+    /// when they had arrived in the same read.
+    #[test]
+    fn an_over_long_line_reports_its_own_start_only() {
+        let input = b"xxxxxxxxxxxxxxx\r\nnext\n";
+        for chunk in 1..=input.len() {
+            let got = frames(input, 10, chunk);
+            assert_eq!(got.len(), 2, "chunk {chunk}: {got:?}");
+            match &got[0] {
+                Frame::TooLong { prefix, limit: 10 } => {
+                    assert!(
+                        prefix.starts_with("xxxxxxxxxx"),
+                        "chunk {chunk}: {prefix:?}"
+                    );
+                    assert!(!prefix.contains('\n'), "chunk {chunk}: {prefix:?}");
+                }
+                other => panic!("chunk {chunk}: {other:?}"),
+            }
+            assert_eq!(got[1], line("next"));
+        }
     }
 
     #[test]
