@@ -502,8 +502,15 @@ pub fn jsonl_corpus(dir: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
-/// How long one case may run before [`run`] calls it a hang.
-pub const HANG_LIMIT: Duration = Duration::from_secs(60);
+/// How long one case may run before [`run`] calls it a hang: 60 s, or
+/// `CODEX_BRIDGE_FUZZ_HANG_SECS` (to attach a debugger to a hung case, say).
+pub fn hang_limit() -> Duration {
+    let secs = std::env::var("CODEX_BRIDGE_FUZZ_HANG_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
 
 /// Runs the fuzz target `target`: [`config`]`(cost)` cases of `strategy` through `test`,
 /// under a [`Watchdog`]; prints the number of cases and the rate on stderr; panics with the
@@ -516,7 +523,7 @@ where
 {
     let config = config(cost);
     let cases = config.cases;
-    let dog = Watchdog::start(target, HANG_LIMIT);
+    let dog = Watchdog::start(target, hang_limit());
     let started = Instant::now();
     let mut runner = proptest::test_runner::TestRunner::new(config);
     let result = runner.run(&strategy, |value| {

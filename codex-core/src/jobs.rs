@@ -634,7 +634,11 @@ impl JobStore {
             Err(e) => {
                 let mut n = 0;
                 let kept_at = loop {
-                    let candidate = path.with_extension(format!("json.corrupt-{n}"));
+                    // `<file name>.corrupt-N`: `with_extension` turns `..json` into `..`, a
+                    // folder that always exists, and this loop never ended
+                    let mut name = path.file_name().unwrap_or_default().to_owned();
+                    name.push(format!(".corrupt-{n}"));
+                    let candidate = path.with_file_name(name);
                     if !candidate.exists() {
                         break candidate;
                     }
@@ -959,6 +963,21 @@ mod tests {
             panic!()
         };
         assert_eq!(fs::read(kept_at).unwrap(), b"{not json");
+    }
+
+    /// Found by `cargo xtask fuzz`: a corrupt `..json` (job id ".") made `list` loop forever,
+    /// holding the store's lock.
+    #[test]
+    fn a_corrupt_dot_dot_json_is_kept_aside() {
+        let (_s, _w, store) = store();
+        let jobs = store.dir().join("jobs");
+        fs::write(jobs.join("..json"), b"{not json").unwrap();
+        let report = store.list().unwrap();
+        assert_eq!(report.corrupt.len(), 1, "{report:?}");
+        assert_eq!(
+            fs::read(jobs.join("..json.corrupt-0")).unwrap(),
+            b"{not json"
+        );
     }
 
     #[test]

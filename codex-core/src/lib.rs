@@ -30,6 +30,8 @@ pub mod backend;
 pub mod binary;
 mod error;
 pub mod event;
+#[cfg(test)]
+mod fuzz;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
