@@ -538,6 +538,11 @@ macro_rules! server_notifications {
             /// When the text is not a JSON object with a string `method` (as the
             /// [`Deserialize`] implementation).
             pub fn from_json(text: &str) -> serde_json::Result<Self> {
+                // members the single pass skips are not depth-checked; the Value path
+                // refuses 128 levels: leave deep text to it
+                if fast::nests_deeper_than(text, 100) {
+                    return serde_json::from_str(text);
+                }
                 match serde_json::from_str::<fast::Envelope>(text) {
                     Ok(fast::Envelope(n)) => Ok(n),
                     Err(_) => serde_json::from_str(text),
@@ -686,6 +691,35 @@ mod fast {
     };
 
     use super::ServerNotification;
+
+    /// Whether arrays and objects nest more than `max` levels deep in `text` (brackets inside
+    /// strings do not count).
+    pub(super) fn nests_deeper_than(text: &str, max: usize) -> bool {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for b in text.bytes() {
+            if in_string {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > max {
+                        return true;
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        false
+    }
 
     /// A notification read in one pass; fails (for the caller to take the `Value` path) on
     /// anything unusual.
@@ -933,6 +967,34 @@ mod tests {
         ] {
             assert_same(text);
         }
+    }
+
+    /// Found by `cargo xtask fuzz`: the single pass skipped an unknown member nested past
+    /// serde_json's recursion limit and decoded what the Value path refuses.
+    #[test]
+    fn deeply_nested_unknown_members_decode_as_on_the_value_path() {
+        for depth in [99, 100, 101, 127, 128, 200, 100_000] {
+            let deep = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+            for text in [
+                format!(
+                    r#"{{"method":"item/agentMessage/delta","params":{{"threadId":"t","turnId":"u","itemId":"i","delta":"x","extra":{deep}}}}}"#
+                ),
+                format!(
+                    r#"{{"method":"item/agentMessage/delta","params":{{"threadId":"t","turnId":"u","itemId":"i","delta":"x"}},"extra":{deep}}}"#
+                ),
+                format!(r#"{{"method":"thread/realtime/x","params":{{"a":{deep}}}}}"#),
+            ] {
+                assert_same(&text);
+            }
+        }
+        // brackets inside strings are not nesting
+        let text = format!(
+            r#"{{"method":"item/agentMessage/delta","params":{{"threadId":"t","turnId":"u","itemId":"i","delta":"{}\"{}"}}}}"#,
+            "[".repeat(200),
+            "{".repeat(200)
+        );
+        assert!(ServerNotification::from_json(&text).is_ok());
+        assert_same(&text);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 
 mod cli;
 mod commands;
+#[cfg(test)]
+mod fuzz;
 
 use std::process::ExitCode;
 
