@@ -12,6 +12,8 @@
 //! [`fuzz_job_store_hostile_ids_stay_inside`], checks that nothing outside the store's
 //! folder is created, changed or removed (the **hostile-id sub-check**).
 //!
+//! With `CODEX_BRIDGE_FUZZ_CASES=N` each test runs N/4 cases (each one a batch).
+//!
 //! Every path a generated record could make the store touch is checked before the record
 //! is written: one that would lead out of the case's sandbox is replaced, so that the fuzz
 //! test itself can never touch a file outside its temporary folder.
@@ -438,7 +440,8 @@ fn run_case(case: &Case) -> Result<Outcome, TestCaseError> {
 
 #[test]
 fn fuzz_job_store() {
-    fuzzing::run("job-store/records", 1, case(), |case| {
+    // one case is a batch: up to 6 files and 8 store calls on a fresh store
+    fuzzing::run("job-store/records", 4, case(), |case| {
         run_case(&case).map(|_| ())
     });
 }
@@ -448,7 +451,7 @@ fn fuzz_job_store() {
 /// remove anything outside its own folder.
 #[test]
 fn fuzz_job_store_hostile_ids_stay_inside() {
-    fuzzing::run("job-store/hostile-ids", 1, case(), |case| {
+    fuzzing::run("job-store/hostile-ids", 4, case(), |case| {
         let Outcome {
             outside: (before, after),
         } = run_case(&case)?;

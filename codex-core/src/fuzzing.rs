@@ -36,12 +36,14 @@ pub fn cases() -> u32 {
         .unwrap_or(DEFAULT_CASES)
 }
 
-/// The proptest configuration of a fuzz target: [`cases`] cases divided by `cost` (at least
-/// one), for targets whose one case does the work of many; no failure files in the source
-/// tree (the failing input is printed, shrunk); proptest's `PROPTEST_*` variables apply.
+/// The proptest configuration of a fuzz target: [`cases`] cases divided by `cost`, for
+/// targets whose one case is a batch of many inputs (but never fewer than the default
+/// number, so `cargo test` runs every target alike); no failure files in the source tree
+/// (the failing input is printed, shrunk); proptest's `PROPTEST_*` variables apply.
 pub fn config(cost: u32) -> Config {
+    let cases = cases();
     Config {
-        cases: (cases() / cost.max(1)).max(1),
+        cases: (cases / cost.max(1)).max(cases.min(DEFAULT_CASES)).max(1),
         failure_persistence: None,
         // shrinking a failure found after a million cases must not take an hour
         max_shrink_iters: 4096,

@@ -57,17 +57,33 @@ impl Target {
         }
     }
 
-    /// The `cargo test` arguments that select the target's test binary, and the filter.
-    fn selection(self) -> (&'static [&'static str], &'static str) {
+    /// The test-name filter that selects the target's tests.
+    fn filter(self) -> &'static str {
         match self {
-            Target::ExecJsonl => (&["-p", "codex-cli-backend", "--lib"], "fuzz::"),
-            Target::Jsonrpc => (&["-p", "codex-asp", "--lib"], "fuzz::jsonrpc::"),
-            Target::Connection => (&["-p", "codex-asp", "--lib"], "fuzz::connection::"),
-            Target::JobStore => (&["-p", "codex-core", "--lib"], "fuzz::"),
-            Target::CompanionCli => (&["-p", "codex-agent", "--bin", "codex-companion"], "fuzz::"),
+            Target::ExecJsonl => "fuzz_exec",
+            Target::Jsonrpc => "fuzz_jsonrpc",
+            Target::Connection => "fuzz_connection",
+            Target::JobStore => "fuzz_job_store",
+            Target::CompanionCli => "fuzz_companion",
         }
     }
 }
+
+/// The test binaries of every target, selected together so that every run shares one build
+/// (selecting one package at a time would unify features differently and rebuild).
+const TEST_BINARIES: &[&str] = &[
+    "-p",
+    "codex-cli-backend",
+    "-p",
+    "codex-asp",
+    "-p",
+    "codex-core",
+    "-p",
+    "codex-agent",
+    "--lib",
+    "--bin",
+    "codex-companion",
+];
 
 /// Runs the selected targets; fails when one of them does.
 pub fn run(args: FuzzArgs) -> Result<()> {
@@ -77,9 +93,8 @@ pub fn run(args: FuzzArgs) -> Result<()> {
     };
     let mut results: Vec<(Target, Duration, bool)> = Vec::new();
     for target in targets {
-        let (selection, filter) = target.selection();
         eprintln!(
-            "xtask: fuzz target {}: {} cases per test",
+            "xtask: fuzz target {}: {} cases per test (a test whose case is a batch of inputs runs fewer)",
             target.name(),
             args.cases
         );
@@ -87,8 +102,8 @@ pub fn run(args: FuzzArgs) -> Result<()> {
         let ok = crate::run(
             crate::cargo()
                 .args(["test", "--profile", "fuzz"])
-                .args(selection)
-                .args(["--", filter, "--nocapture"])
+                .args(TEST_BINARIES)
+                .args(["--", target.filter(), "--nocapture"])
                 .env("CODEX_BRIDGE_FUZZ_CASES", args.cases.to_string()),
         )
         .map_err(|e| eprintln!("xtask: fuzz target {} FAILED: {e:#}", target.name()))

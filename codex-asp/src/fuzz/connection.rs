@@ -8,6 +8,9 @@
 //! type, mutated recorded messages, invalid UTF-8 and over-long lines; then it either stays
 //! open (answers what is left and serves one more call), closes its stream, or "exits".
 //!
+//! With `CODEX_BRIDGE_FUZZ_CASES=N` it runs N/10 cases (each one a batch, see
+//! [`fuzz_connection_driver`]).
+//!
 //! Properties: no panic and no hang (every case runs under a timeout); each call gets the
 //! first answer that carried its id (as the frame classification says) or, if none came,
 //! the late answer (open), or a typed "closed" error (closed / exited); the connection is
@@ -206,10 +209,11 @@ enum Expect {
 /// driver classifies them; the first answer to carry a pending call's id wins.
 fn book(bytes: &[u8], ids: &[i64], expect: &mut [Option<Expect>]) {
     for line in bytes.split(|b| *b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // the bound counts the line as sent, `\r` included
         if line.len() > MAX_LINE {
             continue;
         }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Ok(text) = std::str::from_utf8(line) else {
             continue;
         };
@@ -466,7 +470,9 @@ fn check_call(
 
 #[test]
 fn fuzz_connection_driver() {
-    fuzzing::run("connection/driver", 1, plan(), |plan| {
+    // one case is a batch: up to 16 frames and floods of up to 3,000 notifications, with
+    // a connection set up and torn down around them (about 450 cases/s optimised)
+    fuzzing::run("connection/driver", 10, plan(), |plan| {
         runtime().block_on(async move {
             match tokio::time::timeout(CASE_LIMIT, run_case(plan)).await {
                 Ok(result) => result,
