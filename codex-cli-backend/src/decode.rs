@@ -291,7 +291,7 @@ mod fast {
     use codex_core::event::{FileChangeKind, FileUpdate, TodoEntry};
     use codex_core::{Event, Item, ItemDetails, Usage};
     use serde::Deserialize;
-    use serde::de::{Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
+    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor, value::MapAccessDeserializer};
     use serde_json::Value;
 
     use super::{ChangeEntry, TodoItem, status};
@@ -317,37 +317,69 @@ mod fast {
         }
     }
 
-    /// Lines nested deeper than this take the [`Value`] path, whose parser refuses 128 levels.
-    const MAX_DEPTH: usize = 100;
+    /// Members the typed structs do not know, read as strictly as the [`Value`] path reads
+    /// them (number ranges, string escapes, serde_json's nesting limit) and dropped. Without
+    /// it serde skips them with `IgnoredAny`, which accepts `1e400` or 200 levels of
+    /// nesting, and the typed pass would decode lines the [`Value`] path refuses.
+    #[derive(Default)]
+    struct Strict;
 
-    /// Whether arrays and objects nest more than `max` levels deep in `text` (brackets inside
-    /// strings do not count).
-    fn nests_deeper_than(text: &str, max: usize) -> bool {
-        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-        for b in text.bytes() {
-            if in_string {
-                match b {
-                    _ if escaped => escaped = false,
-                    b'\\' => escaped = true,
-                    b'"' => in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_string = true,
-                b'[' | b'{' => {
-                    depth += 1;
-                    if depth > max {
-                        return true;
-                    }
-                }
-                b']' | b'}' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
+    impl<'de> Deserialize<'de> for Strict {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(StrictVisitor).map(|()| Strict)
         }
-        false
     }
+
+    struct StrictVisitor;
+
+    impl<'de> Visitor<'de> for StrictVisitor {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_none<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            Strict::deserialize(d).map(|_| ())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<Strict>()?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while map.next_entry::<Strict, Strict>()?.is_some() {}
+            Ok(())
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Rest {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_map(StrictVisitor).map(|()| Rest)
+        }
+    }
+
+    /// The members a struct does not name (`#[serde(flatten)]`), checked by [`Strict`].
+    #[derive(Default)]
+    struct Rest;
 
     #[derive(Deserialize)]
     struct Line<'a> {
@@ -359,6 +391,8 @@ mod fast {
         item: Option<MapOnly<ItemFields>>,
         #[serde(default)]
         usage: Option<MapOnly<UsageFields>>,
+        #[serde(flatten)]
+        _rest: Rest,
     }
 
     #[derive(Deserialize)]
@@ -371,6 +405,8 @@ mod fast {
         output_tokens: Option<u64>,
         #[serde(default)]
         reasoning_output_tokens: Option<u64>,
+        #[serde(flatten)]
+        _rest: Rest,
     }
 
     #[derive(Deserialize)]
@@ -407,13 +443,11 @@ mod fast {
         items: Vec<TodoItem>,
         #[serde(default)]
         message: Option<String>,
+        #[serde(flatten)]
+        _rest: Rest,
     }
 
     pub(super) fn decode(text: &str) -> Option<Event> {
-        // members this pass skips are not depth-checked: leave deep lines to the Value path
-        if nests_deeper_than(text, MAX_DEPTH) {
-            return None;
-        }
         let MapOnly(line) = serde_json::from_str::<MapOnly<Line<'_>>>(text).ok()?;
         Some(match &*line.kind {
             "thread.started" => match line.thread_id {
@@ -1110,8 +1144,9 @@ mod tests {
         lines
     }
 
-    /// Found by `cargo xtask fuzz`: the typed pass skipped a member nested past serde_json's
-    /// recursion limit without noticing and decoded a line the [`Value`] path refuses.
+    /// Found by `cargo xtask fuzz`: the typed pass skipped members it does not read without
+    /// checking them (nested past serde_json's recursion limit, numbers out of range) and
+    /// decoded lines the [`Value`] path refuses.
     #[test]
     fn deeply_nested_skipped_members_decode_as_on_the_value_path() {
         for depth in [99, 100, 101, 126, 127, 128, 100_000] {
@@ -1125,6 +1160,19 @@ mod tests {
             ] {
                 assert_same(&line);
             }
+        }
+        // and numbers out of range or lone surrogates, found the same way
+        for line in [
+            r#"{"item":{"id":"i","text":"t","type":"user_message"},"turnId":[-1,-1000000000.0589688348390227e+300],"type":"item.started"}"#,
+            r#"{"type":"item.completed","item":{"id":"i","type":"reasoning","text":"t","x":1e400}}"#,
+            r#"{"type":"turn.completed","usage":{"input_tokens":1,"x":-1e400}}"#,
+            r#"{"type":"turn.started","x":"\ud800"}"#,
+        ] {
+            assert_same(line);
+            assert!(
+                matches!(decode_line(line), Event::Undecodable { .. }),
+                "{line}"
+            );
         }
         // brackets inside strings are not nesting
         let text = format!(

@@ -534,12 +534,13 @@ where
     });
     let elapsed = started.elapsed();
     #[allow(clippy::print_stderr)]
-    {
+    if result.is_ok() {
         eprintln!(
-            "fuzz target {target}: {cases} cases in {elapsed:.1?} ({:.0} cases/s): {}",
+            "fuzz target {target}: {cases} cases in {elapsed:.1?} ({:.0} cases/s): ok",
             f64::from(cases) / elapsed.as_secs_f64().max(1e-9),
-            if result.is_ok() { "ok" } else { "FAILED" }
         );
+    } else {
+        eprintln!("fuzz target {target}: FAILED after {elapsed:.1?} (shrinking included)");
     }
     if let Err(e) = result {
         panic!("fuzz target {target}: {e}");

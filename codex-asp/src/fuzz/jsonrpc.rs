@@ -89,7 +89,7 @@ fn expected(text: &str) -> Result<Incoming, GarbageReason> {
     }
 }
 
-fn check_notification(text: &str, method: &str, params: &Value) -> Result<(), TestCaseError> {
+fn check_notification(method: &str, params: &Value) -> Result<(), TestCaseError> {
     let n = Notification::new(method, params.clone());
     prop_assert_eq!(n.method(), method);
     prop_assert_eq!(n.typed().method(), method);
@@ -103,12 +103,18 @@ fn check_notification(text: &str, method: &str, params: &Value) -> Result<(), Te
         let again = ServerNotification::from_parts(method, n.typed().params());
         prop_assert_eq!(again.method(), method);
     }
-    // the one-pass decoder agrees with the Value path
+    Ok(())
+}
+
+/// The one-pass decoder agrees with the Value path (on any text, notification or not).
+fn check_from_json(text: &str) -> Result<(), TestCaseError> {
     let fast = ServerNotification::from_json(text);
     let slow = serde_json::from_str::<ServerNotification>(text);
     match (&fast, &slow) {
         (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
         (Err(_), Err(_)) => {}
+        // documented: an unread member of typed params is skipped, not checked
+        (Ok(_), Err(_)) if serde_json::from_str::<Value>(text).is_err() => {}
         _ => prop_assert!(false, "from_json {fast:?} but the Value path {slow:?}"),
     }
     Ok(())
@@ -154,6 +160,7 @@ fn check_request(id: &RequestId, method: &str, params: &Value) -> Result<(), Tes
 fn fuzz_jsonrpc_messages() {
     fuzzing::run("jsonrpc/messages", 1, frame(), |input| {
         let text = input.lossy();
+        check_from_json(&text)?;
         let got = message::parse(&text);
         let want = expected(&text);
         match (&got, &want) {
@@ -162,7 +169,7 @@ fn fuzz_jsonrpc_messages() {
         }
         match got {
             Ok(Incoming::Notification { method, params }) => {
-                check_notification(&text, &method, &params)?;
+                check_notification(&method, &params)?;
             }
             Ok(Incoming::Request { id, method, params }) => check_request(&id, &method, &params)?,
             Ok(Incoming::Response { .. }) | Err(_) => {}

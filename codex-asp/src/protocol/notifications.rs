@@ -523,7 +523,10 @@ macro_rules! server_notifications {
             /// message this pass does not take whole (params before the method, a duplicate
             /// member, params that do not parse, anything malformed) is decoded again by the
             /// [`Value`] path, so `Raw` variants and errors are exactly those of the
-            /// [`Deserialize`] implementation.
+            /// [`Deserialize`] implementation. One exception: a member of typed params that
+            /// the type does not read is skipped, not checked, so text that is not strictly
+            /// valid JSON only there (a number out of range such as `1e400`) still decodes
+            /// here, where the [`Value`] path refuses it.
             ///
             /// ```
             /// use codex_asp::protocol::ServerNotification;
@@ -686,9 +689,7 @@ mod fast {
     use std::fmt;
 
     use serde::Deserialize;
-    use serde::de::{
-        self, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor,
-    };
+    use serde::de::{self, DeserializeSeed, Deserializer, Error as _, MapAccess, Visitor};
 
     use super::ServerNotification;
 
@@ -719,6 +720,49 @@ mod fast {
             }
         }
         false
+    }
+
+    /// A member the envelope does not use, read as strictly as the `Value` path reads it
+    /// (number ranges, escapes, nesting limit) and dropped; `IgnoredAny` would accept `1e400`.
+    struct Strict;
+
+    impl<'de> Deserialize<'de> for Strict {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct StrictVisitor;
+            impl<'de> Visitor<'de> for StrictVisitor {
+                type Value = Strict;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+                    Ok(Strict)
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+                    Ok(Strict)
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+                    Ok(Strict)
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+                    Ok(Strict)
+                }
+                fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+                    Ok(Strict)
+                }
+                fn visit_unit<E>(self) -> Result<Strict, E> {
+                    Ok(Strict)
+                }
+                fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+                    while seq.next_element::<Strict>()?.is_some() {}
+                    Ok(Strict)
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+                    while map.next_entry::<Strict, Strict>()?.is_some() {}
+                    Ok(Strict)
+                }
+            }
+            deserializer.deserialize_any(StrictVisitor)
+        }
     }
 
     /// A notification read in one pass; fails (for the caller to take the `Value` path) on
@@ -814,7 +858,7 @@ mod fast {
                                 return Err(A::Error::custom("a duplicate member"));
                             }
                             Key::Other => {
-                                map.next_value::<IgnoredAny>()?;
+                                map.next_value::<Strict>()?;
                             }
                         }
                     }
