@@ -67,6 +67,21 @@ pub enum Error {
         message: String,
     },
 
+    /// Codex ran, but the model provider rejected (or never got) its credentials: an HTTP
+    /// 401, a missing `env_key` variable, a session codex could not refresh. `message` is
+    /// codex's own (see [`crate::auth::is_auth_rejection`]).
+    #[error(
+        "codex could not authenticate with the model provider: {message} (sign in with `codex login`, store an API key with `codex login --with-api-key`, or set the provider's `env_key` variable)"
+    )]
+    AuthRejected {
+        /// The thread the turn belonged to, when known.
+        thread_id: Option<ThreadId>,
+        /// The failed turn, when the backend reports turn ids.
+        turn_id: Option<TurnId>,
+        /// Codex's message.
+        message: String,
+    },
+
     /// The turn did not end within its timeout; the codex process group was killed.
     #[error("codex turn timed out after {after:?}; the codex process was stopped")]
     Timeout {
@@ -81,6 +96,15 @@ pub enum Error {
     Cancelled {
         /// The thread, when it had started.
         thread_id: Option<ThreadId>,
+    },
+
+    /// `codex login status` printed something we do not understand.
+    #[error("could not read `{} login status`: {detail}", program.display())]
+    LoginStatus {
+        /// The program that was asked.
+        program: PathBuf,
+        /// What it printed, and its exit status.
+        detail: String,
     },
 
     /// Codex has no credentials.
@@ -177,6 +201,7 @@ impl Error {
     pub fn thread_id(&self) -> Option<&ThreadId> {
         match self {
             Error::TurnFailed { thread_id, .. }
+            | Error::AuthRejected { thread_id, .. }
             | Error::Timeout { thread_id, .. }
             | Error::Cancelled { thread_id } => thread_id.as_ref(),
             _ => None,
