@@ -93,7 +93,8 @@ use std::time::Duration;
 use codex_core::backend::DEFAULT_EVENT_CAPACITY;
 use codex_core::event::{DeltaKind, FileChangeKind, FileUpdate, ItemStatus, TodoEntry};
 use codex_core::{
-    ApprovalPolicy, AuthMode, Backend, BackendKind, CodexBinary, Event, ExitSummary, Feature, Item,
+    ApprovalPolicy, AuthMode, Backend, BackendKind, CodexBinary, Event, ExitSummary, FailureKind,
+    Feature, Item,
     ItemDetails, ReasoningEffort, Run, RunSink, SandboxMode, ServiceTier, TaskSpec, ThreadId,
     TurnId, Usage,
 };
@@ -112,8 +113,8 @@ use crate::protocol::{
     ReviewStartParams, ReviewTarget, SandboxPolicy, ServerNotification, ThreadFork,
     ThreadForkParams, ThreadItem, ThreadList, ThreadListParams, ThreadOverrides, ThreadResume,
     ThreadResumeParams, ThreadStart, ThreadStartParams, TurnInterrupt, TurnInterruptParams,
-    TurnStart, TurnStartParams, TurnStatus, TurnSteer, TurnSteerParams, UserInput, WireSandboxMode,
-    error_codes,
+    TurnError, TurnStart, TurnStartParams, TurnStatus, TurnSteer, TurnSteerParams, UserInput,
+    WireSandboxMode, error_codes,
 };
 use crate::transport::{Transport, TransportOptions, stdio};
 
@@ -1151,14 +1152,21 @@ impl TurnTracker {
                     }
                     TurnStatus::Failed => {
                         self.done = true;
-                        let message = t
-                            .turn
-                            .error
-                            .as_ref()
+                        let error = t.turn.error.as_ref();
+                        let message = error
                             .map(|e| e.message.trim().to_owned())
                             .filter(|m| !m.is_empty())
                             .unwrap_or_else(|| "the turn failed".to_owned());
-                        vec![Event::TurnFailed { turn_id, message }]
+                        let kind = if error.is_some_and(TurnError::is_auth_rejection) {
+                            FailureKind::Auth
+                        } else {
+                            FailureKind::Other
+                        };
+                        vec![Event::TurnFailed {
+                            turn_id,
+                            message,
+                            kind,
+                        }]
                     }
                     TurnStatus::Interrupted => {
                         self.done = true;
@@ -1502,6 +1510,40 @@ mod tests {
         assert!(
             matches!(&events[..], [Event::TurnFailed { message, .. }] if message == "the turn failed")
         );
+    }
+
+    #[test]
+    fn a_turn_failed_for_credentials_is_an_auth_failure() {
+        let failed = |error: Value| {
+            let mut tracker = TurnTracker::new("t".into(), "u".into());
+            let events = tracker.on_notification(&Notification::new(
+                "turn/completed",
+                json!({"threadId": "t", "turn": {"id": "u", "items": [], "status": "failed", "error": error}}),
+            ));
+            match &events[..] {
+                [Event::TurnFailed { kind, message, .. }] => (*kind, message.clone()),
+                other => panic!("{other:?}"),
+            }
+        };
+        // what codex 0.169.0 sends for a 401 from the provider
+        let (kind, message) = failed(json!({
+            "message": "unexpected status 401 Unauthorized: nope, url: http://127.0.0.1:1/v1/responses",
+            "codexErrorInfo": {"httpConnectionFailed": {"httpStatusCode": 401}}
+        }));
+        assert_eq!(kind, FailureKind::Auth);
+        assert!(message.starts_with("unexpected status 401"), "{message}");
+        let (kind, _) = failed(json!({"message": "Please sign in again.", "codexErrorInfo": "unauthorized"}));
+        assert_eq!(kind, FailureKind::Auth);
+        // a missing env_key variable is "other" on the wire; codex's wording tells
+        let (kind, _) = failed(json!({"message": "Missing environment variable: `K`.", "codexErrorInfo": "other"}));
+        assert_eq!(kind, FailureKind::Auth);
+        let (kind, _) = failed(json!({
+            "message": "stream disconnected before completion",
+            "codexErrorInfo": {"responseStreamDisconnected": {"httpStatusCode": null}}
+        }));
+        assert_eq!(kind, FailureKind::Other);
+        let (kind, _) = failed(json!({"message": "x", "codexErrorInfo": {"httpConnectionFailed": {"httpStatusCode": 500}}}));
+        assert_eq!(kind, FailureKind::Other);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use codex_core::backend::DEFAULT_EVENT_CAPACITY;
 use codex_core::process::{CodexProcess, Stdio};
 use codex_core::{
-    AuthMode, Backend, BackendKind, CancelHandle, CodexBinary, Run, RunSink, ServiceTier, TaskSpec,
+    AuthContext, AuthMode, Backend, BackendKind, CancelHandle, CodexBinary, Run, RunSink, ServiceTier, TaskSpec,
     ThreadId,
 };
 use futures::StreamExt as _;
@@ -235,22 +235,29 @@ impl CliBackend {
         build_args(self.inner.binary.capabilities(), spec, mode, files)
     }
 
-    /// How codex is signed in, from `codex login status` run with this backend's
-    /// environment. An API key that is only in the environment does not count.
+    /// How codex runs of this backend authenticate ([`CodexBinary::auth`] with this
+    /// backend's environment): [`AuthMode::OtherProvider`] when the configured model provider
+    /// needs no OpenAI sign-in, else what `codex login status` says (an API key that is only
+    /// in the environment does not count).
     ///
     /// # Errors
-    /// When codex cannot be run or prints something unrecognised.
+    /// When codex cannot be run or `codex login status` prints something unrecognised.
     pub async fn auth_mode(&self) -> codex_core::Result<AuthMode> {
-        self.auth_mode_with(&Default::default()).await
+        self.inner.binary.auth(&self.auth_context(None)).await
     }
 
-    async fn auth_mode_with(
-        &self,
-        extra: &std::collections::BTreeMap<String, String>,
-    ) -> codex_core::Result<AuthMode> {
-        let mut env = self.inner.env.clone();
-        env.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-        self.inner.binary.auth_mode(&env).await
+    /// The auth context of a run of `spec` (or of no particular task): this backend's
+    /// environment, then the task's environment and config overrides.
+    fn auth_context(&self, spec: Option<&TaskSpec>) -> AuthContext {
+        let mut ctx = match spec {
+            Some(spec) => AuthContext::for_spec(spec),
+            None => AuthContext::new(),
+        };
+        let task_env = std::mem::take(&mut ctx.env);
+        ctx.env_remove = self.inner.env_remove.clone();
+        ctx.env = self.inner.env.clone();
+        ctx.env.extend(task_env);
+        ctx
     }
 
     /// Stores an OpenAI API key for codex: runs `codex login --with-api-key` with the key on
@@ -334,8 +341,11 @@ impl CliBackend {
         spec.validate()?;
         let spec = absolutize(spec)?;
         if spec.service_tier == Some(ServiceTier::Fast) {
-            let auth = self.auth_mode_with(&spec.env).await?;
-            spec.check_auth(&auth)?;
+            // only a certain "no" is refused; a detection that fails decides nothing
+            match self.inner.binary.auth(&self.auth_context(Some(&spec))).await {
+                Ok(auth) => spec.check_auth(&auth)?,
+                Err(e) => tracing::warn!("could not tell how codex signs in: {e}"),
+            }
         }
 
         let tmp = match &self.inner.temp_dir {

@@ -89,6 +89,24 @@ pub struct TurnError {
     pub additional_details: Option<String>,
 }
 
+impl TurnError {
+    /// Whether codex says the model provider rejected the credentials: `codexErrorInfo`
+    /// `"unauthorized"` (e.g. a session that could not be refreshed), or an HTTP status 401 in
+    /// any of its `{"<kind>":{"httpStatusCode":401}}` forms (as codex's own TUI reads it).
+    /// Errors without that information (a missing `env_key` variable is `"other"`) fall
+    /// back to codex's wording ([`codex_core::auth::is_auth_rejection`]).
+    pub fn is_auth_rejection(&self) -> bool {
+        let structured = match &self.codex_error_info {
+            Some(Value::String(kind)) => kind == "unauthorized",
+            Some(Value::Object(map)) => map.values().any(|detail| {
+                detail.get("httpStatusCode").and_then(Value::as_u64) == Some(401)
+            }),
+            _ => false,
+        };
+        structured || codex_core::auth::is_auth_rejection(&self.message)
+    }
+}
+
 /// A turn: one user request and the agent's work on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
