@@ -27,7 +27,7 @@ use codex_asp::backend::AspBackendOptions;
 use codex_asp::broker::{self, BrokerOptions};
 use codex_asp::protocol::InitializeParams;
 use codex_cli_backend::CliBackend;
-use codex_core::{AuthMode, Backend, BackendKind, CodexBinary};
+use codex_core::{AuthContext, Backend, BackendKind, CodexBinary};
 
 /// The client name this example gives the app-server.
 const CLIENT_NAME: &str = "codex-agent-delegate-example";
@@ -126,16 +126,14 @@ async fn run(args: Args) -> codex_agent::Result<Verified> {
     for (kind, backend) in available_backends(&codex).await {
         builder = builder.backend(kind, backend);
     }
-    // `codex login status` only knows stored credentials; a key in the environment counts too
-    let key_in_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-        .iter()
-        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
-    if !key_in_env {
-        let auth = codex.auth_mode(&[]).await?;
-        if auth != AuthMode::None {
+    // the configured model provider decides; "not logged in" only warns (codex may use a key
+    // from its environment or refresh its session) and a rejected run says so with codex's text
+    match codex.auth(&AuthContext::new()).await {
+        Ok(auth) => {
             eprintln!("codex {}: {auth}", codex.version());
+            builder = builder.auth(auth);
         }
-        builder = builder.auth(auth);
+        Err(e) => eprintln!("codex {}: sign-in unknown ({e})", codex.version()),
     }
     let delegate = builder.build();
 

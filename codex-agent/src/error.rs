@@ -71,6 +71,23 @@ pub enum Error {
         message: String,
     },
 
+    /// Codex ran, but the model provider rejected (or never got) its credentials: an HTTP
+    /// 401, a missing `env_key` variable, a session codex could not refresh. `message` is
+    /// codex's own.
+    #[error(
+        "Codex ran but could not authenticate with the model provider: {message} (sign in with `codex login`, store an API key with `codex login --with-api-key`, or set the provider's `env_key` variable)"
+    )]
+    AuthRejected {
+        /// The backend, when known.
+        backend: Option<BackendKind>,
+        /// The thread, when it had started.
+        thread_id: Option<ThreadId>,
+        /// The turn, when reported.
+        turn_id: Option<TurnId>,
+        /// Codex's message.
+        message: String,
+    },
+
     /// The turn started but the stream ended without its terminal event (the process died or
     /// the connection dropped mid-turn).
     #[error("Codex started the turn but it never finished on the {backend} backend{}", source_suffix(source.as_deref()))]
@@ -190,6 +207,7 @@ impl Error {
     pub fn thread_id(&self) -> Option<&ThreadId> {
         match self {
             Error::TurnFailed { thread_id, .. }
+            | Error::AuthRejected { thread_id, .. }
             | Error::TurnIncomplete { thread_id, .. }
             | Error::Timeout { thread_id, .. }
             | Error::Cancelled { thread_id } => thread_id.as_ref(),
@@ -236,6 +254,16 @@ impl Error {
                         message,
                     }),
                 },
+            },
+            E::AuthRejected {
+                thread_id,
+                turn_id,
+                message,
+            } => Error::AuthRejected {
+                backend,
+                thread_id,
+                turn_id,
+                message,
             },
             E::Timeout { after, thread_id } => Error::Timeout { after, thread_id },
             E::Cancelled { thread_id } => Error::Cancelled { thread_id },

@@ -579,6 +579,16 @@ async fn review_turn(
             turn_id: u.or(turn_id.clone()),
             message,
         },
+        codex_core::Error::AuthRejected {
+            thread_id: t,
+            turn_id: u,
+            message,
+        } => crate::Error::AuthRejected {
+            backend: Some(kind),
+            thread_id: t.or(thread_id.clone()),
+            turn_id: u.or(turn_id.clone()),
+            message,
+        },
         other if thread_id.is_some() => crate::Error::TurnIncomplete {
             backend: kind,
             thread_id: thread_id.clone(),

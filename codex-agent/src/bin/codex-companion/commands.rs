@@ -18,7 +18,7 @@ use codex_agent::companion::{CompanionError, ExitCode, adversarial, render};
 use codex_agent::prompt::Intent;
 use codex_agent::{Continuation, Delegate, DelegateRequest, Verified};
 use codex_core::jobs::{JobKind, JobRecord, JobStatus, JobStore, NewJob};
-use codex_core::{AuthMode, BackendKind, CodexBinary, ThreadId};
+use codex_core::{AuthContext, AuthMode, BackendKind, CodexBinary, ThreadId};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -400,6 +400,7 @@ fn error_kind(err: &codex_agent::Error) -> &'static str {
         E::SpawnRefused { .. } => "spawn_refused",
         E::ConnectionLost { .. } => "connection_lost",
         E::TurnFailed { .. } => "turn_failed",
+        E::AuthRejected { .. } => "auth_rejected",
         E::TurnIncomplete { .. } => "turn_incomplete",
         E::Unverified { .. } => "unverified",
         E::Timeout { .. } => "timeout",
@@ -826,15 +827,21 @@ async fn setup(ctx: &Ctx) -> Result<ExitCode> {
     let codex = match CodexBinary::locate(None) {
         Ok(path) => match CodexBinary::probe(&path).await {
             Ok(codex) => {
-                lines.push(format!(
-                    "codex:   {} (codex-cli {})",
-                    codex.path().display(),
-                    codex.version()
-                ));
+                let version = codex.version();
+                let shown = if version.is_known() {
+                    format!("codex-cli {version}")
+                } else {
+                    format!(
+                        "version {version}; assuming codex {}",
+                        codex_core::binary::NEWEST_KNOWN_VERSION
+                    )
+                };
+                lines.push(format!("codex:   {} ({shown})", codex.path().display()));
                 doc["codex"] = json!({
                     "found": true,
                     "path": codex.path(),
-                    "version": codex.version().to_string(),
+                    "version": version.to_string(),
+                    "version_known": version.is_known(),
                 });
                 Some(codex)
             }
@@ -859,7 +866,7 @@ async fn setup(ctx: &Ctx) -> Result<ExitCode> {
             );
         }
         Some(codex) => {
-            let auth = codex.auth_mode(&[]).await;
+            let auth = codex.auth(&AuthContext::new()).await;
             match &auth {
                 Ok(mode) => {
                     lines.push(format!("auth:    {mode}"));
