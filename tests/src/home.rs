@@ -60,6 +60,8 @@ pub struct CodexHome {
     sandbox_mode: String,
     top_level: Vec<String>,
     extra: Vec<String>,
+    requires_openai_auth: bool,
+    env_key: Option<String>,
 }
 
 impl CodexHome {
@@ -84,6 +86,8 @@ impl CodexHome {
             sandbox_mode: "danger-full-access".to_owned(),
             top_level: Vec::new(),
             extra: Vec::new(),
+            requires_openai_auth: false,
+            env_key: None,
         };
         home.write_config();
         home
@@ -106,6 +110,24 @@ impl CodexHome {
     /// Sets the `model` slug (default "gpt-5.5", a model of codex's bundled catalog).
     pub fn model(mut self, model: &str) -> CodexHome {
         self.model = model.to_owned();
+        self.write_config();
+        self
+    }
+
+    /// Sets the mock provider's `requires_openai_auth` (default `false`: codex runs with no
+    /// login at all and `codex login status` says "Not logged in"). With `true` and nothing
+    /// stored, `codex login status` still says "Not logged in" and codex 0.169.0 still runs
+    /// turns, sending no `authorization` header.
+    pub fn requires_openai_auth(mut self, yes: bool) -> CodexHome {
+        self.requires_openai_auth = yes;
+        self.write_config();
+        self
+    }
+
+    /// Sets the mock provider's `env_key`: codex sends `Authorization: Bearer $NAME`, and a
+    /// turn fails with "Missing environment variable: `NAME`." when it is unset.
+    pub fn env_key(mut self, name: &str) -> CodexHome {
+        self.env_key = Some(name.to_owned());
         self.write_config();
         self
     }
@@ -162,7 +184,13 @@ impl CodexHome {
         out.push_str("request_max_retries = 0\n");
         out.push_str("stream_max_retries = 0\n");
         out.push_str("supports_websockets = false\n");
-        out.push_str("requires_openai_auth = false\n");
+        out.push_str(&format!(
+            "requires_openai_auth = {}\n",
+            self.requires_openai_auth
+        ));
+        if let Some(name) = &self.env_key {
+            out.push_str(&format!("env_key = {}\n", toml_str(name)));
+        }
         for block in &self.extra {
             out.push('\n');
             out.push_str(block);

@@ -19,7 +19,7 @@ pub mod procs;
 
 pub use home::{CodexHome, TempWorkspace};
 pub use mock::{MockModel, RecordedRequest, Reply};
-pub use pinned::{PINNED_CODEX_VERSION, pinned_binary, pinned_codex};
+pub use pinned::{PINNED_CODEX_VERSION, VersionWrapper, pinned_binary, pinned_codex};
 
 /// `<workspace>/tests/fixtures`, where recorded codex output is kept.
 pub fn fixtures_dir() -> std::path::PathBuf {

@@ -698,6 +698,93 @@ async fn account_with_and_without_a_stored_key() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn core_auth_detection_agrees_with_account_read() {
+    // CodexBinary::auth reads the provider from config.toml and -c overrides; the
+    // app-server's account/read knows it from the inside: they must agree
+    let mock = MockModel::start().await;
+    let codex = pinned().await;
+    let plain = CodexHome::new(&mock);
+    let gated = CodexHome::new(&mock).requires_openai_auth(true);
+    let keyed = CodexHome::new(&mock).requires_openai_auth(true);
+    keyed.store_api_key("sk-test-0123456789").unwrap();
+    let openai = ("model_provider", "openai");
+    let cases: [(&CodexHome, Option<(&str, &str)>); 5] = [
+        (&plain, None),
+        (&plain, Some(openai)),
+        (&gated, None),
+        (&keyed, None),
+        (&keyed, Some(("model_provider", "ollama"))),
+    ];
+    for (home, over) in cases {
+        let mut ctx = codex_core::AuthContext::new().envs(home.env());
+        for key in ENV_TO_REMOVE {
+            ctx = ctx.env_remove(*key);
+        }
+        let mut opts = options(home);
+        if let Some((key, value)) = over {
+            ctx = ctx.config(key, value);
+            opts = opts.args(["-c".to_owned(), format!("{key}=\"{value}\"")]);
+        }
+        let ours = codex.auth(&ctx).await.unwrap();
+        let backend = spawn(opts).await;
+        let theirs = backend.account().await.unwrap();
+        assert_eq!(ours, theirs, "{over:?} in {}", home.config_toml());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_login_is_auth_rejected_with_codex_text() {
+    let mock = MockModel::start().await;
+    let ws = TempWorkspace::new();
+    mock.push(Reply::http_status(401));
+    let home = CodexHome::new(&mock);
+    let backend = spawn(options(&home)).await;
+    let err = backend.run(task(&ws, "who am I")).await.unwrap_err();
+    match &err {
+        Error::AuthRejected {
+            thread_id: Some(_),
+            turn_id: Some(_),
+            message,
+        } => assert!(
+            message.starts_with("unexpected status 401 Unauthorized"),
+            "{message}"
+        ),
+        other => panic!("expected AuthRejected, got {other:?}"),
+    }
+    drop(backend);
+
+    let keyed = CodexHome::new(&mock).env_key("CODEX_BRIDGE_TEST_MISSING_KEY");
+    let backend = spawn(options(&keyed)).await;
+    let err = backend.run(task(&ws, "no key")).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::AuthRejected { message, .. }
+            if message.contains("Missing environment variable: `CODEX_BRIDGE_TEST_MISSING_KEY`")),
+        "{err:?}"
+    );
+    assert_eq!(mock.request_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_server_with_an_unknown_version_runs_turns() {
+    let mock = MockModel::start().await;
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    for output in ["codex-cli test", "codex-cli 0.0.0-dev", ""] {
+        let wrapper = codex_bridge_tests::VersionWrapper::new(output);
+        let binary = CodexBinary::probe(wrapper.path()).await.unwrap();
+        assert!(!binary.version().is_known(), "{output:?}");
+        let backend = AspBackend::spawn(binary, options(&home)).await.unwrap();
+        mock.push(Reply::text("unknown but fine"));
+        let outcome = backend.run(task(&ws, "hi")).await.unwrap();
+        assert_eq!(
+            outcome.final_message.as_deref(),
+            Some("unknown but fine"),
+            "{output:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn rate_limits_without_chatgpt_are_refused_before_asking() {
     let mock = MockModel::start().await;
     let home = CodexHome::new(&mock);
