@@ -748,17 +748,30 @@ fn an_adversarial_answer_off_the_schema_is_shown_raw_with_the_reason() {
 #[test]
 fn setup_reports_codex_auth_and_broker() {
     let w = World::new();
+    // the mock provider needs no OpenAI login: nothing to do although nothing is stored
     let (out, doc) = w.run_json(&["setup"]);
-    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(doc["codex"]["found"], true, "{doc}");
     assert_eq!(
         doc["codex"]["version"],
         codex_bridge_tests::PINNED_CODEX_VERSION,
         "{doc}"
     );
+    assert_eq!(doc["codex"]["version_known"], true, "{doc}");
+    assert_eq!(doc["auth"]["mode"], "other-provider", "{doc}");
+    assert_eq!(doc["next"], "ok", "{doc}");
+    assert_eq!(doc["broker"]["running"], false, "{doc}");
+
+    // a provider that needs an OpenAI login, and none stored: advice to log in
+    let config = w
+        .home
+        .config_toml()
+        .replace("requires_openai_auth = false", "requires_openai_auth = true");
+    std::fs::write(w.home.config_path(), config).expect("rewrite config.toml");
+    let (out, doc) = w.run_json(&["setup"]);
+    assert_eq!(out.code, Some(1), "{out}");
     assert_eq!(doc["auth"]["mode"], "none", "{doc}");
     assert_eq!(doc["next"], "login", "{doc}");
-    assert_eq!(doc["broker"]["running"], false, "{doc}");
 
     w.home
         .store_api_key("sk-test-0123456789")
@@ -773,6 +786,63 @@ fn setup_reports_codex_auth_and_broker() {
     let (_, doc) = w.run_json(&["setup"]);
     assert_eq!(doc["broker"]["running"], true, "{doc}");
     assert_eq!(doc["broker"]["app_server"], "ready", "{doc}");
+}
+
+#[test]
+fn a_task_the_provider_rejects_reports_codex_auth_error() {
+    let w = World::new();
+    w.mock.push(Reply::http_status(401));
+    let (out, doc) = w.run_json(&["task", "who am I"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(doc["error_kind"], "auth_rejected", "{doc}");
+    let error = doc["error"].as_str().unwrap_or_default();
+    assert!(error.contains("unexpected status 401 Unauthorized"), "{doc}");
+    let job = w.job(doc["job_id"].as_str().unwrap_or_default());
+    assert_eq!(job["status"], "failed", "{job}");
+}
+
+#[test]
+fn a_codex_with_an_unknown_version_runs_a_task() {
+    let w = World::new();
+    let wrapper = codex_bridge_tests::VersionWrapper::new("codex-cli test");
+    let run = |args: &[&str]| {
+        let child = w
+            .command(args)
+            .env("CODEX_BIN", wrapper.path())
+            .spawn()
+            .expect("start codex-companion");
+        finish(child, args)
+    };
+    let out = run(&["setup", "--json"]);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(doc["codex"]["version_known"], false, "{doc}");
+    assert_eq!(doc["codex"]["version"], "unknown (codex-cli test)", "{doc}");
+    assert_eq!(doc["next"], "ok", "{doc}");
+    // through the broker, then through a private app-server
+    for extra in [&[][..], &["--no-broker"][..]] {
+        w.mock.push(Reply::text("unknown version, fine"));
+        let mut args = vec!["task"];
+        args.extend_from_slice(extra);
+        args.push("hi");
+        let out = run(&args);
+        assert_eq!(out.code, Some(0), "{out}");
+        assert_eq!(out.stdout, "unknown version, fine\n", "{out}");
+    }
+    let options = codex_asp::broker::BrokerOptions::new()
+        .codex(wrapper.path())
+        .codex_home(w.home.path())
+        .socket_dir(w.state.path().join("broker"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _ = runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(15),
+            codex_asp::broker::shutdown(&options),
+        )
+        .await
+    });
 }
 
 #[test]
