@@ -763,10 +763,10 @@ fn setup_reports_codex_auth_and_broker() {
     assert_eq!(doc["broker"]["running"], false, "{doc}");
 
     // a provider that needs an OpenAI login, and none stored: advice to log in
-    let config = w
-        .home
-        .config_toml()
-        .replace("requires_openai_auth = false", "requires_openai_auth = true");
+    let config = w.home.config_toml().replace(
+        "requires_openai_auth = false",
+        "requires_openai_auth = true",
+    );
     std::fs::write(w.home.config_path(), config).expect("rewrite config.toml");
     let (out, doc) = w.run_json(&["setup"]);
     assert_eq!(out.code, Some(1), "{out}");
@@ -796,7 +796,10 @@ fn a_task_the_provider_rejects_reports_codex_auth_error() {
     assert_eq!(out.code, Some(1), "{out}");
     assert_eq!(doc["error_kind"], "auth_rejected", "{doc}");
     let error = doc["error"].as_str().unwrap_or_default();
-    assert!(error.contains("unexpected status 401 Unauthorized"), "{doc}");
+    assert!(
+        error.contains("unexpected status 401 Unauthorized"),
+        "{doc}"
+    );
     let job = w.job(doc["job_id"].as_str().unwrap_or_default());
     assert_eq!(job["status"], "failed", "{job}");
 }

@@ -554,7 +554,10 @@ async fn a_provider_without_openai_login_runs_on_both_backends() {
     );
     let asp = app_server(&s.home).await;
     for (kind, backend) in [
-        (BackendKind::AppServer, Arc::new(asp.clone()) as Arc<dyn Backend>),
+        (
+            BackendKind::AppServer,
+            Arc::new(asp.clone()) as Arc<dyn Backend>,
+        ),
         (BackendKind::Exec, exec_backend(codex.clone(), &s.home)),
     ] {
         let delegate = Delegate::builder(codex.clone())
@@ -590,7 +593,10 @@ async fn signed_out_is_no_refusal_and_a_rejection_is_auth_rejected() {
     let asp = app_server(&s.home).await;
     let auth = detected_auth(&codex, &s.home).await;
     for (kind, backend) in [
-        (BackendKind::AppServer, Arc::new(asp.clone()) as Arc<dyn Backend>),
+        (
+            BackendKind::AppServer,
+            Arc::new(asp.clone()) as Arc<dyn Backend>,
+        ),
         (BackendKind::Exec, exec_backend(codex.clone(), &s.home)),
     ] {
         // a state root of its own: only this run's job is in its store
@@ -608,7 +614,10 @@ async fn signed_out_is_no_refusal_and_a_rejection_is_auth_rejected() {
                 backend, message, ..
             } => {
                 assert_eq!(*backend, Some(kind));
-                assert!(message.starts_with("unexpected status 401 Unauthorized"), "{message}");
+                assert!(
+                    message.starts_with("unexpected status 401 Unauthorized"),
+                    "{message}"
+                );
             }
             other => panic!("{kind}: expected AuthRejected, got {other:?}"),
         }

@@ -94,9 +94,8 @@ use codex_core::backend::DEFAULT_EVENT_CAPACITY;
 use codex_core::event::{DeltaKind, FileChangeKind, FileUpdate, ItemStatus, TodoEntry};
 use codex_core::{
     ApprovalPolicy, AuthMode, Backend, BackendKind, CodexBinary, Event, ExitSummary, FailureKind,
-    Feature, Item,
-    ItemDetails, ReasoningEffort, Run, RunSink, SandboxMode, ServiceTier, TaskSpec, ThreadId,
-    TurnId, Usage,
+    Feature, Item, ItemDetails, ReasoningEffort, Run, RunSink, SandboxMode, ServiceTier, TaskSpec,
+    ThreadId, TurnId, Usage,
 };
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
@@ -112,9 +111,9 @@ use crate::protocol::{
     InitializeCapabilities, InitializeParams, InitializeResponse, Request, ReviewStart,
     ReviewStartParams, ReviewTarget, SandboxPolicy, ServerNotification, ThreadFork,
     ThreadForkParams, ThreadItem, ThreadList, ThreadListParams, ThreadOverrides, ThreadResume,
-    ThreadResumeParams, ThreadStart, ThreadStartParams, TurnInterrupt, TurnInterruptParams,
-    TurnError, TurnStart, TurnStartParams, TurnStatus, TurnSteer, TurnSteerParams, UserInput,
-    WireSandboxMode, error_codes,
+    ThreadResumeParams, ThreadStart, ThreadStartParams, TurnError, TurnInterrupt,
+    TurnInterruptParams, TurnStart, TurnStartParams, TurnStatus, TurnSteer, TurnSteerParams,
+    UserInput, WireSandboxMode, error_codes,
 };
 use crate::transport::{Transport, TransportOptions, stdio};
 
@@ -1532,17 +1531,22 @@ mod tests {
         }));
         assert_eq!(kind, FailureKind::Auth);
         assert!(message.starts_with("unexpected status 401"), "{message}");
-        let (kind, _) = failed(json!({"message": "Please sign in again.", "codexErrorInfo": "unauthorized"}));
+        let (kind, _) =
+            failed(json!({"message": "Please sign in again.", "codexErrorInfo": "unauthorized"}));
         assert_eq!(kind, FailureKind::Auth);
         // a missing env_key variable is "other" on the wire; codex's wording tells
-        let (kind, _) = failed(json!({"message": "Missing environment variable: `K`.", "codexErrorInfo": "other"}));
+        let (kind, _) = failed(
+            json!({"message": "Missing environment variable: `K`.", "codexErrorInfo": "other"}),
+        );
         assert_eq!(kind, FailureKind::Auth);
         let (kind, _) = failed(json!({
             "message": "stream disconnected before completion",
             "codexErrorInfo": {"responseStreamDisconnected": {"httpStatusCode": null}}
         }));
         assert_eq!(kind, FailureKind::Other);
-        let (kind, _) = failed(json!({"message": "x", "codexErrorInfo": {"httpConnectionFailed": {"httpStatusCode": 500}}}));
+        let (kind, _) = failed(
+            json!({"message": "x", "codexErrorInfo": {"httpConnectionFailed": {"httpStatusCode": 500}}}),
+        );
         assert_eq!(kind, FailureKind::Other);
     }
 

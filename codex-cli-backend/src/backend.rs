@@ -8,8 +8,8 @@ use std::time::Duration;
 use codex_core::backend::DEFAULT_EVENT_CAPACITY;
 use codex_core::process::{CodexProcess, Stdio};
 use codex_core::{
-    AuthContext, AuthMode, Backend, BackendKind, CancelHandle, CodexBinary, Run, RunSink, ServiceTier, TaskSpec,
-    ThreadId,
+    AuthContext, AuthMode, Backend, BackendKind, CancelHandle, CodexBinary, Run, RunSink,
+    ServiceTier, TaskSpec, ThreadId,
 };
 use futures::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -342,7 +342,12 @@ impl CliBackend {
         let spec = absolutize(spec)?;
         if spec.service_tier == Some(ServiceTier::Fast) {
             // only a certain "no" is refused; a detection that fails decides nothing
-            match self.inner.binary.auth(&self.auth_context(Some(&spec))).await {
+            match self
+                .inner
+                .binary
+                .auth(&self.auth_context(Some(&spec)))
+                .await
+            {
                 Ok(auth) => spec.check_auth(&auth)?,
                 Err(e) => tracing::warn!("could not tell how codex signs in: {e}"),
             }

@@ -474,7 +474,11 @@ pub fn resolve_model_provider(
             .map(str::to_owned)
     };
     let id = if ctx.oss {
-        match ctx.local_provider.clone().or_else(|| setting("oss_provider")) {
+        match ctx
+            .local_provider
+            .clone()
+            .or_else(|| setting("oss_provider"))
+        {
             Some(id) => id,
             None => {
                 return Some(ModelProvider {
@@ -641,19 +645,28 @@ mod tests {
     fn provider_from_config_toml() {
         let ctx = AuthContext::new();
         assert_eq!(provider("", None, &ctx), p("openai", true));
-        assert_eq!(provider("model = \"gpt-5.5\"", None, &ctx), p("openai", true));
+        assert_eq!(
+            provider("model = \"gpt-5.5\"", None, &ctx),
+            p("openai", true)
+        );
         assert_eq!(provider(MOCK, None, &ctx), p("mock", false));
         // a configured provider needs no OpenAI login unless it says so
         let plain = MOCK.replace("model_provider = \"mock\"", "model_provider = \"plain\"");
         assert_eq!(provider(&plain, None, &ctx), p("plain", false));
         let gated = MOCK.replace("model_provider = \"mock\"", "model_provider = \"gated\"");
         assert_eq!(provider(&gated, None, &ctx), p("gated", true));
-        for (id, requires) in [("ollama", false), ("lmstudio", false), ("amazon-bedrock", false), ("openai", true)] {
+        for (id, requires) in [
+            ("ollama", false),
+            ("lmstudio", false),
+            ("amazon-bedrock", false),
+            ("openai", true),
+        ] {
             let text = format!("model_provider = \"{id}\"");
             assert_eq!(provider(&text, None, &ctx), p(id, requires), "{id}");
         }
         // built-ins are not overridden by an entry of the same id
-        let text = "model_provider = \"openai\"\n[model_providers.openai]\nrequires_openai_auth = false\n";
+        let text =
+            "model_provider = \"openai\"\n[model_providers.openai]\nrequires_openai_auth = false\n";
         assert_eq!(provider(text, None, &ctx), p("openai", true));
         // unknown id, malformed file: cannot tell
         assert_eq!(provider("model_provider = \"nosuch\"", None, &ctx), None);
@@ -668,25 +681,35 @@ mod tests {
         // -c on a nested key, and a whole provider table as a JSON object
         let ctx = AuthContext::new().config("model_providers.mock.requires_openai_auth", true);
         assert_eq!(provider(MOCK, None, &ctx), p("mock", true));
-        let ctx = AuthContext::new()
-            .config("model_provider", "fresh")
-            .config(
-                "model_providers.fresh",
-                serde_json::json!({"base_url": "http://127.0.0.1:4/v1", "retries": [1, 2]}),
-            );
+        let ctx = AuthContext::new().config("model_provider", "fresh").config(
+            "model_providers.fresh",
+            serde_json::json!({"base_url": "http://127.0.0.1:4/v1", "retries": [1, 2]}),
+        );
         assert_eq!(provider("", None, &ctx), p("fresh", false));
         // a null override is skipped
         let ctx = AuthContext::new().config("model_provider", serde_json::Value::Null);
         assert_eq!(provider(MOCK, None, &ctx), p("mock", false));
         // --profile NAME layers NAME.config.toml (codex 0.169.0), overrides still win
         let ctx = AuthContext::new().profile("work");
-        assert_eq!(provider(MOCK, Some("model_provider = \"gated\""), &ctx), p("gated", true));
-        let ctx = AuthContext::new().profile("work").config("model_provider", "ollama");
-        assert_eq!(provider(MOCK, Some("model_provider = \"gated\""), &ctx), p("ollama", false));
+        assert_eq!(
+            provider(MOCK, Some("model_provider = \"gated\""), &ctx),
+            p("gated", true)
+        );
+        let ctx = AuthContext::new()
+            .profile("work")
+            .config("model_provider", "ollama");
+        assert_eq!(
+            provider(MOCK, Some("model_provider = \"gated\""), &ctx),
+            p("ollama", false)
+        );
         assert_eq!(provider(MOCK, Some("oops = "), &ctx), None);
         // older versions: `profile = "x"` / --profile x select [profiles.x], which wins
-        let legacy = format!("profile = \"work\"\n{MOCK}\n[profiles.work]\nmodel_provider = \"gated\"\n");
-        assert_eq!(provider(&legacy, None, &AuthContext::new()), p("gated", true));
+        let legacy =
+            format!("profile = \"work\"\n{MOCK}\n[profiles.work]\nmodel_provider = \"gated\"\n");
+        assert_eq!(
+            provider(&legacy, None, &AuthContext::new()),
+            p("gated", true)
+        );
         let ctx = AuthContext::new().config("profile", "none-such");
         assert_eq!(provider(&legacy, None, &ctx), p("mock", false));
         let tables = format!("{MOCK}\n[profiles.home]\nmodel_provider = \"openai\"\n");
@@ -701,17 +724,29 @@ mod tests {
         let ctx = AuthContext::new().oss(true);
         // none configured: codex refuses by itself, but needs no OpenAI login either way
         assert_eq!(provider(MOCK, None, &ctx), p("oss", false));
-        assert_eq!(provider("oss_provider = \"lmstudio\"", None, &ctx), p("lmstudio", false));
+        assert_eq!(
+            provider("oss_provider = \"lmstudio\"", None, &ctx),
+            p("lmstudio", false)
+        );
         let ctx = AuthContext::new().oss(true).local_provider("ollama");
-        assert_eq!(provider("oss_provider = \"lmstudio\"", None, &ctx), p("ollama", false));
+        assert_eq!(
+            provider("oss_provider = \"lmstudio\"", None, &ctx),
+            p("ollama", false)
+        );
         // an oss_provider naming a configured provider is looked up like any other
         let text = format!("oss_provider = \"gated\"\n{MOCK}");
-        assert_eq!(provider(&text, None, &AuthContext::new().oss(true)), p("gated", true));
+        assert_eq!(
+            provider(&text, None, &AuthContext::new().oss(true)),
+            p("gated", true)
+        );
         let text = format!("{MOCK}\n[profiles.p]\noss_provider = \"ollama\"\n");
         let ctx = AuthContext::new().oss(true).profile("p");
         assert_eq!(provider(&text, None, &ctx), p("ollama", false));
         // without --oss the oss_provider setting is not used
-        assert_eq!(provider("oss_provider = \"ollama\"", None, &AuthContext::new()), p("openai", true));
+        assert_eq!(
+            provider("oss_provider = \"ollama\"", None, &AuthContext::new()),
+            p("openai", true)
+        );
     }
 
     #[test]
@@ -723,16 +758,28 @@ mod tests {
         assert_eq!(ctx.model_provider().unwrap().id, "openai");
         std::fs::write(home.path().join("config.toml"), MOCK).unwrap();
         let found = ctx.model_provider().unwrap();
-        assert_eq!((found.id.as_str(), found.requires_openai_auth), ("mock", false));
-        std::fs::write(home.path().join("work.config.toml"), "model_provider = \"gated\"\n").unwrap();
+        assert_eq!(
+            (found.id.as_str(), found.requires_openai_auth),
+            ("mock", false)
+        );
+        std::fs::write(
+            home.path().join("work.config.toml"),
+            "model_provider = \"gated\"\n",
+        )
+        .unwrap();
         let found = ctx.clone().profile("work").model_provider().unwrap();
         assert_eq!(found.id, "gated");
         // a missing profile file adds nothing
-        assert_eq!(ctx.clone().profile("other").model_provider().unwrap().id, "mock");
+        assert_eq!(
+            ctx.clone().profile("other").model_provider().unwrap().id,
+            "mock"
+        );
         std::fs::write(home.path().join("config.toml"), "[[[").unwrap();
         assert_eq!(ctx.model_provider(), None);
         // a later setting wins; a removed CODEX_HOME falls back to ~/.codex
-        let ctx = AuthContext::new().env("CODEX_HOME", "/a").env("CODEX_HOME", "/b");
+        let ctx = AuthContext::new()
+            .env("CODEX_HOME", "/a")
+            .env("CODEX_HOME", "/b");
         assert_eq!(ctx.codex_home().unwrap(), Path::new("/b"));
         let ctx = AuthContext::new()
             .env_remove("CODEX_HOME")

@@ -554,7 +554,10 @@ mod tests {
             Err(err @ Error::AuthRejected { .. }) => {
                 assert_eq!(err.thread_id().map(ThreadId::as_str), Some("t"));
                 let text = err.to_string();
-                assert!(text.contains("unexpected status 401 Unauthorized: nope"), "{text}");
+                assert!(
+                    text.contains("unexpected status 401 Unauthorized: nope"),
+                    "{text}"
+                );
                 assert!(text.contains("codex login"), "{text}");
             }
             other => panic!("{other:?}"),

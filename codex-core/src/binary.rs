@@ -512,7 +512,13 @@ mod tests {
     #[test]
     fn unknown_version_outputs_are_no_error() {
         let newest = semver::Version::parse(NEWEST_KNOWN_VERSION).unwrap();
-        for output in ["codex-cli test\n", "codex-cli 0.0.0-dev\n", "", "  \n", "codex-cli 0.0.0"] {
+        for output in [
+            "codex-cli test\n",
+            "codex-cli 0.0.0-dev\n",
+            "",
+            "  \n",
+            "codex-cli 0.0.0",
+        ] {
             let v = CodexVersion::from_version_output(output);
             assert!(!v.is_known(), "{output:?}");
             assert_eq!(v.semver(), None, "{output:?}");

@@ -144,12 +144,24 @@ mod tests {
     #[test]
     fn a_version_wrapper_answers_version_and_runs_codex_otherwise() {
         let w = VersionWrapper::new("codex-cli it's a test");
-        let out = std::process::Command::new(w.path()).arg("--version").output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "codex-cli it's a test\n");
-        let out = std::process::Command::new(w.path()).args(["exec", "--help"]).output().unwrap();
+        let out = std::process::Command::new(w.path())
+            .arg("--version")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "codex-cli it's a test\n"
+        );
+        let out = std::process::Command::new(w.path())
+            .args(["exec", "--help"])
+            .output()
+            .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("--json"));
         let w = VersionWrapper::new("");
-        let out = std::process::Command::new(w.path()).arg("--version").output().unwrap();
+        let out = std::process::Command::new(w.path())
+            .arg("--version")
+            .output()
+            .unwrap();
         assert!(out.stdout.is_empty() && out.status.success());
     }
 

@@ -98,9 +98,9 @@ impl TurnError {
     pub fn is_auth_rejection(&self) -> bool {
         let structured = match &self.codex_error_info {
             Some(Value::String(kind)) => kind == "unauthorized",
-            Some(Value::Object(map)) => map.values().any(|detail| {
-                detail.get("httpStatusCode").and_then(Value::as_u64) == Some(401)
-            }),
+            Some(Value::Object(map)) => map
+                .values()
+                .any(|detail| detail.get("httpStatusCode").and_then(Value::as_u64) == Some(401)),
             _ => false,
         };
         structured || codex_core::auth::is_auth_rejection(&self.message)
