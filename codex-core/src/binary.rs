@@ -324,10 +324,10 @@ impl CodexBinary {
     /// When `codex login status` cannot be run or prints something unrecognised
     /// ([`Error::LoginStatus`]).
     pub async fn auth(&self, ctx: &AuthContext) -> Result<AuthMode> {
-        if let Some(provider) = ctx.model_provider() {
-            if !provider.requires_openai_auth {
-                return Ok(AuthMode::OtherProvider { name: provider.id });
-            }
+        if let Some(provider) = ctx.model_provider()
+            && !provider.requires_openai_auth
+        {
+            return Ok(AuthMode::OtherProvider { name: provider.id });
         }
         self.login_status(ctx).await
     }
