@@ -396,3 +396,33 @@ impl Event {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_kind_round_trips_and_defaults_to_other() {
+        let auth = Event::TurnFailed {
+            turn_id: None,
+            message: "unexpected status 401 Unauthorized".into(),
+            kind: FailureKind::Auth,
+        };
+        let json = serde_json::to_value(&auth).unwrap();
+        assert_eq!(json["kind"], "auth");
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), auth);
+        // an event written before the field existed reads as Other, and Other is not written
+        let old = serde_json::json!({"event": "turn_failed", "turn_id": null, "message": "boom"});
+        let event: Event = serde_json::from_value(old.clone()).unwrap();
+        assert!(matches!(
+            &event,
+            Event::TurnFailed {
+                kind: FailureKind::Other,
+                ..
+            }
+        ));
+        assert_eq!(serde_json::to_value(&event).unwrap(), old);
+        assert_eq!(FailureKind::of_message("Not logged in"), FailureKind::Auth);
+        assert_eq!(FailureKind::of_message("boom"), FailureKind::Other);
+    }
+}
