@@ -75,7 +75,8 @@ enum Task {
     },
     /// Run the end-to-end suites against several codex versions and print a results table.
     Compat {
-        /// Comma-separated codex versions (default: oldest supported, a mid one, the pinned one).
+        /// Comma-separated codex versions (default: oldest supported, a mid one, 0.169.0,
+        /// 0.169.1 and the pinned one).
         #[arg(long, value_delimiter = ',')]
         versions: Option<Vec<String>>,
         /// Which suites to run.
