@@ -100,7 +100,9 @@ mod tests {
     fn the_pinned_install_is_under_tools() {
         let path = pinned_install_path();
         assert!(path.starts_with(workspace_root().join(".tools")));
-        assert!(path.ends_with(format!("codex-{PINNED_CODEX_VERSION}/node_modules/.bin/codex")));
+        assert!(path.ends_with(format!(
+            "codex-{PINNED_CODEX_VERSION}/node_modules/.bin/codex"
+        )));
         assert!(workspace_root().join("Cargo.toml").exists());
     }
 }

@@ -339,7 +339,11 @@ mod tests {
     #[test]
     fn pinned_version_is_one_plain_version() {
         let parts: Vec<&str> = PINNED_CODEX_VERSION.split('.').collect();
-        assert_eq!(parts.len(), 3, "codex-version.txt: {PINNED_CODEX_VERSION:?}");
+        assert_eq!(
+            parts.len(),
+            3,
+            "codex-version.txt: {PINNED_CODEX_VERSION:?}"
+        );
         assert!(
             parts
                 .iter()

@@ -492,7 +492,8 @@ pub struct FunctionCallOutputItem {
 }
 
 tagged_enum! {
-    /// One item of a thread, tagged on `type` (the variants of codex 0.169.0's schema).
+    /// One item of a thread, tagged on `type` (the variants of codex 0.171.0's schema, the
+    /// same as 0.169.0's).
     ///
     /// There is no `todoList` item in the app-server protocol: plans arrive as
     /// `turn/plan/updated` notifications (and `plan` items in plan mode).

@@ -716,7 +716,7 @@ pub struct ReviewStartParams {
     pub thread_id: String,
     /// What to review.
     pub target: ReviewTarget,
-    /// Only `"inline"` in 0.169.0.
+    /// Only `"inline"` in 0.169.0 and 0.171.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<String>,
 }
