@@ -20,7 +20,7 @@ pub const CODEX_BIN_ENV: &str = "CODEX_BIN";
 
 /// The newest codex version whose behaviour this crate knows (the pinned version the tests
 /// run). A codex whose `--version` cannot be read is assumed to behave like this one.
-pub const NEWEST_KNOWN_VERSION: &str = "0.169.0";
+pub const NEWEST_KNOWN_VERSION: &str = "0.171.0";
 
 /// What `codex --version` said: a version (`codex-cli 0.169.0` → 0.169.0), or, for output
 /// the parser does not know (`codex-cli test`, a development build `0.0.0-dev`, a wrapper
