@@ -169,7 +169,7 @@ async fn run(args: Args) -> codex_agent::Result<Verified> {
         Delegation::Finished(verified) => Ok(*verified),
         Delegation::Background(job) => {
             println!("job: {}", job.id());
-            println!("log: {}", job.log_path().display());
+            println!("log: {}", job.log_path()?.display());
             let mut last = None;
             while !job.is_finished() {
                 if let Ok(record) = job.record() {

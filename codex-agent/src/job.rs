@@ -362,11 +362,12 @@ impl JobHandle {
     ///
     /// ```
     /// # fn demo(job: &codex_agent::JobHandle) {
-    /// println!("tail -f {}", job.log_path().display());
-    /// # }
+    /// # fn demo(job: &codex_agent::JobHandle) -> codex_agent::Result<()> {
+    /// println!("tail -f {}", job.log_path()?.display());
+    /// # Ok(()) }
     /// ```
-    pub fn log_path(&self) -> PathBuf {
-        self.store.log_path(&self.id)
+    pub fn log_path(&self) -> Result<PathBuf> {
+        Ok(self.store.log_path(&self.id)?)
     }
 
     /// The current record (status, phase, thread, result or error).

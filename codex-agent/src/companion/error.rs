@@ -144,9 +144,11 @@ impl CompanionError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CompanionError::Usage(_) => ExitCode::Usage,
-            CompanionError::Store(StoreError::NotFound { .. } | StoreError::Ambiguous { .. }) => {
-                ExitCode::Usage
-            }
+            CompanionError::Store(
+                StoreError::NotFound { .. }
+                | StoreError::Ambiguous { .. }
+                | StoreError::InvalidId { .. },
+            ) => ExitCode::Usage,
             _ => ExitCode::Failure,
         }
     }
