@@ -440,7 +440,7 @@ pub async fn broker_turn(
         ));
     let conn = codex_asp::broker::connect(&options)
         .await
-        .map_err(|e| format!("connecting to the broker: {e}"))?;
+        .map_err(|e| format!("connecting to the broker: {}", codex_core::ErrorChain(&e)))?;
     let backend = codex_asp::AspBackend::from_connection_with(
         conn,
         codex_asp::backend::AspBackendOptions::default()
@@ -450,7 +450,7 @@ pub async fn broker_turn(
     let outcome = backend
         .run(codex_core::TaskSpec::new(prompt).cwd(cwd))
         .await
-        .map_err(|e| format!("the turn failed: {e}"))?;
+        .map_err(|e| format!("the turn failed: {}", codex_core::ErrorChain(&e)))?;
     let _ = backend
         .connection()
         .shutdown(Duration::from_millis(200))
