@@ -534,7 +534,10 @@ impl Delegate {
                 Ok(store) => Some(store),
                 // a foreground run only records itself: it can go on without the store
                 Err(e) if !background && !request.continuation().is_resume() => {
-                    tracing::warn!("running without a job record: {}", codex_core::ErrorChain(&e));
+                    tracing::warn!(
+                        "running without a job record: {}",
+                        codex_core::ErrorChain(&e)
+                    );
                     None
                 }
                 Err(e) => return Err(e),

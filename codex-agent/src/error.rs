@@ -171,7 +171,6 @@ fn kind_or_any(kind: Option<BackendKind>) -> String {
     kind.map_or_else(|| "selected".to_owned(), |k| k.to_string())
 }
 
-
 impl Error {
     /// Whether the request was refused before anything started (so retrying it unchanged is
     /// pointless): [`Error::Refused`], [`Error::NoBackend`], [`Error::NothingToResume`].

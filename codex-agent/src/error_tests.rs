@@ -70,7 +70,10 @@ fn agent_errors_tell_each_cause_once() {
         "CAUSE-spawn",
     );
     check(
-        Error::before_turn(Some(BackendKind::Broker), E::io("reading", io("CAUSE-lost"))),
+        Error::before_turn(
+            Some(BackendKind::Broker),
+            E::io("reading", io("CAUSE-lost")),
+        ),
         "CAUSE-lost",
     );
     check(
@@ -92,7 +95,10 @@ fn agent_errors_tell_each_cause_once() {
     };
     let refused = Error::before_turn(None, outside);
     let chain = error_chain(&refused);
-    assert!(chain.starts_with("refused before starting Codex: "), "{chain}");
+    assert!(
+        chain.starts_with("refused before starting Codex: "),
+        "{chain}"
+    );
     check(refused, "--add-dir");
     check(
         Error::from(StoreError::Io {

@@ -684,7 +684,10 @@ mod tests {
             .cwd(ws.path().join("nope"))
             .to_task_spec()
             .unwrap_err();
-        assert!(codex_core::error_chain(&err).contains("existing workspace"), "{err}");
+        assert!(
+            codex_core::error_chain(&err).contains("existing workspace"),
+            "{err}"
+        );
     }
 
     #[test]

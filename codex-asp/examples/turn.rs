@@ -210,7 +210,10 @@ async fn run(opts: Options) -> codex_core::Result<bool> {
             Ok(true)
         }
         Err(e) => {
-            say!("\nthe turn did not complete: {}", codex_core::ErrorChain(&e));
+            say!(
+                "\nthe turn did not complete: {}",
+                codex_core::ErrorChain(&e)
+            );
             Ok(false)
         }
     }

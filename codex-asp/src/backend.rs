@@ -986,7 +986,10 @@ impl Driver {
                         "while running turn {} of thread {}",
                         self.tracker.root, self.tracker.thread_id
                     );
-                    tracing::debug!("app-server run ended early: {}", codex_core::ErrorChain(&err));
+                    tracing::debug!(
+                        "app-server run ended early: {}",
+                        codex_core::ErrorChain(&err)
+                    );
                     sink.fail(to_core(err, self.kind, &context));
                     return;
                 }

@@ -97,7 +97,10 @@ fn the_chain_does_not_repeat_a_foreign_error_that_embeds_its_source() {
     let empty = Error::io("", io("CAUSE"));
     assert_eq!(error_chain(&empty), "CAUSE");
     // a message that merely ends like its cause is not taken for one that embeds it
-    let err = Error::io("stopped on the app-server backend", io("app-server backend"));
+    let err = Error::io(
+        "stopped on the app-server backend",
+        io("app-server backend"),
+    );
     assert_eq!(
         error_chain(&err),
         "stopped on the app-server backend: app-server backend"

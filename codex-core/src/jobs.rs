@@ -1110,12 +1110,17 @@ mod tests {
 
         let before = snapshot(root.path(), store.dir());
         assert!(matches!(store.get(&a.id), Err(StoreError::Corrupt { .. })));
-        assert!(matches!(store.get("../../x"), Err(StoreError::InvalidId { .. })));
+        assert!(matches!(
+            store.get("../../x"),
+            Err(StoreError::InvalidId { .. })
+        ));
         let report = store.list().unwrap();
         let corrupt: Vec<String> = report.corrupt.iter().map(ToString::to_string).collect();
         assert_eq!(corrupt.len(), 3, "{corrupt:?}"); // b, x.y, a b (a went aside in get)
         assert!(
-            corrupt.iter().any(|c| c.contains("\"job-c\" is not its file name")),
+            corrupt
+                .iter()
+                .any(|c| c.contains("\"job-c\" is not its file name")),
             "{corrupt:?}"
         );
         assert_eq!(report.jobs.len(), 1, "{:?}", report.jobs);

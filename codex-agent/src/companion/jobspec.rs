@@ -305,9 +305,11 @@ mod tests {
             matches!(err, CompanionError::Store(StoreError::InvalidId { .. })),
             "{err}"
         );
-        assert!(JobSpec::new(DelegateRequest::new("x"), BackendChoice::Broker)
-            .save(&store, "../../x")
-            .is_err());
+        assert!(
+            JobSpec::new(DelegateRequest::new("x"), BackendChoice::Broker)
+                .save(&store, "../../x")
+                .is_err()
+        );
     }
 
     #[test]

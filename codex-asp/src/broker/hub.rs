@@ -410,7 +410,10 @@ impl Hub {
         let transport = match (self.cfg.launcher)() {
             Ok(t) => t,
             Err(e) => {
-                let msg = format!("could not start codex app-server: {}", codex_core::ErrorChain(&e));
+                let msg = format!(
+                    "could not start codex app-server: {}",
+                    codex_core::ErrorChain(&e)
+                );
                 tracing::warn!("{msg}");
                 self.last_exit = Some(msg.clone());
                 return Err(msg);
