@@ -444,7 +444,10 @@ impl Hub {
         let writer_task = tokio::spawn(async move {
             while let Some(text) = rx.recv().await {
                 if let Err(e) = writer.send(text).await {
-                    tracing::debug!("writing to codex app-server failed: {e}");
+                    tracing::debug!(
+                        "writing to codex app-server failed: {}",
+                        codex_core::ErrorChain(&e)
+                    );
                     return;
                 }
             }

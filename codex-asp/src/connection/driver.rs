@@ -434,6 +434,9 @@ async fn write_loop(
         }
     }
     if let Err(e) = writer.close().await {
-        tracing::debug!("closing the app-server's input: {e}");
+        tracing::debug!(
+            "closing the app-server's input: {}",
+            codex_core::ErrorChain(&e)
+        );
     }
 }
