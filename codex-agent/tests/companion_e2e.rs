@@ -1028,3 +1028,111 @@ fn without_the_broker_a_private_app_server_runs_the_task() {
         panic!("processes left:\n{}", describe(&left));
     }
 }
+
+/// Runs a command with `CODEX_BIN` naming a codex that does not exist.
+fn without_codex(w: &World, args: &[&str]) -> Out {
+    let child = w
+        .command(args)
+        .env("CODEX_BIN", "/no/such/codex")
+        .spawn()
+        .expect("start codex-companion");
+    finish(child, args)
+}
+
+#[test]
+fn a_missing_codex_is_reported_once_and_stored_once() {
+    let w = World::new();
+    let missing = |args: &[&str]| without_codex(&w, args);
+    let out = missing(&["task", "hi"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.stderr.matches("not found").count(), 1, "{out}");
+    assert!(out.stderr.contains("/no/such/codex"), "{out}");
+    let (out, doc) = {
+        let args = ["task", "again", "--json"];
+        let out = missing(&args);
+        let doc: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{out}"));
+        (out, doc)
+    };
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.stderr.matches("not found").count(), 1, "{out}");
+    let error = doc["error"].as_str().unwrap_or_default();
+    assert_eq!(error.matches("not found").count(), 1, "{doc}");
+    // both job records (and their logs) hold the chain once
+    let (_, doc) = w.run_json(&["status", "--all"]);
+    let jobs = doc["jobs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(jobs.len(), 2, "{doc}");
+    for job in &jobs {
+        assert_eq!(job["status"], "failed", "{job}");
+        let error = job["error"].as_str().unwrap_or_default();
+        assert_eq!(error.matches("not found").count(), 1, "{job}");
+        let log = std::fs::read_to_string(job["log_file"].as_str().unwrap_or_default())
+            .unwrap_or_default();
+        assert_eq!(log.matches("not found").count(), 1, "{log}");
+    }
+    assert_eq!(w.mock.request_count(), 0);
+}
+
+#[test]
+fn hand_edited_job_records_stay_inside_the_store() {
+    let w = World::new();
+    // a (failed) job record, without running codex
+    let out = without_codex(&w, &["task", "--json", "x"]);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+    let id = doc["job_id"].as_str().unwrap_or_default().to_owned();
+    let id = if id.is_empty() {
+        let (_, doc) = w.run_json(&["status", "--all"]);
+        doc["jobs"][0]["id"].as_str().unwrap_or_default().to_owned()
+    } else {
+        id
+    };
+    assert!(id.starts_with("job-"), "{out}");
+    let record_path = std::fs::read_dir(w.state.path().join("workspaces"))
+        .expect("workspaces")
+        .flatten()
+        .map(|e| e.path().join("jobs").join(format!("{id}.json")))
+        .find(|p| p.is_file())
+        .expect("the job record");
+    let mut record: Value =
+        serde_json::from_str(&std::fs::read_to_string(&record_path).expect("read")).expect("json");
+    record["id"] = json!("../../x");
+    record["status"] = json!("running");
+    record["pid"] = json!(u32::MAX - 1);
+    std::fs::write(&record_path, record.to_string()).expect("write");
+    let listing = |root: &Path| -> Vec<PathBuf> {
+        let mut all = Vec::new();
+        let mut todo = vec![root.to_owned()];
+        while let Some(dir) = todo.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    todo.push(path.clone());
+                }
+                all.push(path);
+            }
+        }
+        all.sort();
+        all
+    };
+    let store_dir = record_path
+        .parent()
+        .and_then(Path::parent)
+        .expect("store dir")
+        .to_owned();
+    let outside = |all: Vec<PathBuf>| -> Vec<PathBuf> {
+        all.into_iter()
+            .filter(|p| !p.starts_with(&store_dir))
+            .collect()
+    };
+    let before = outside(listing(w.state.path()));
+    let out = w.run(&["status", "--all"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stderr.contains("is not its file name"), "{out}");
+    let out = w.run(&["status", &id]);
+    assert_eq!(out.code, Some(2), "{out}");
+    let out = w.run(&["status", "../../x"]);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("is not a job id"), "{out}");
+    assert_eq!(outside(listing(w.state.path())), before);
+    assert!(!w.state.path().join("workspaces/x.json").exists());
+}

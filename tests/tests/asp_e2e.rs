@@ -962,8 +962,7 @@ async fn websocket_turn_with_a_token_and_401_without() {
     }
     let core = codex_asp::backend::to_core(err, codex_core::BackendKind::AppServer, "connecting");
     assert!(
-        core.to_string()
-            .contains("missing or wrong capability token"),
+        codex_core::error_chain(&core).contains("missing or wrong capability token"),
         "{core}"
     );
 }

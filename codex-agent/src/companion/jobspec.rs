@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use codex_core::jobs::{JobStatus, JobStore, process_start_time, worker_alive};
+use codex_core::jobs::{JobStatus, JobStore, process_start_time, validate_job_id, worker_alive};
 use serde::{Deserialize, Serialize};
 
 use super::CompanionError;
@@ -70,21 +70,24 @@ impl JobSpec {
         }
     }
 
-    /// Where the spec of `job_id` lives in `store`.
+    /// Where the spec of `job_id` lives in `store`. Refuses an id that is not well formed
+    /// ([`validate_job_id`]): the path is only ever built from a checked id.
     ///
     /// ```
     /// # let state = tempfile::tempdir().unwrap();
     /// let store = codex_core::jobs::JobStore::open(state.path(), state.path()).unwrap();
-    /// let path = codex_agent::companion::jobspec::JobSpec::path(&store, "job-1");
+    /// let path = codex_agent::companion::jobspec::JobSpec::path(&store, "job-1").unwrap();
     /// assert!(path.ends_with("specs/job-1.json"));
+    /// assert!(codex_agent::companion::jobspec::JobSpec::path(&store, "../job-1").is_err());
     /// ```
-    pub fn path(store: &JobStore, job_id: &str) -> PathBuf {
-        store.dir().join(SPEC_DIR).join(format!("{job_id}.json"))
+    pub fn path(store: &JobStore, job_id: &str) -> Result<PathBuf, CompanionError> {
+        validate_job_id(job_id)?;
+        Ok(store.dir().join(SPEC_DIR).join(format!("{job_id}.json")))
     }
 
     /// Writes the spec of `job_id` atomically (a temporary file renamed into place).
     pub fn save(&self, store: &JobStore, job_id: &str) -> Result<PathBuf, CompanionError> {
-        let path = Self::path(store, job_id);
+        let path = Self::path(store, job_id)?;
         let dir = store.dir().join(SPEC_DIR);
         fs::create_dir_all(&dir)
             .map_err(|e| CompanionError::io(format!("creating {}", dir.display()), e))?;
@@ -109,7 +112,7 @@ impl JobSpec {
 
     /// Reads the spec of `job_id`.
     pub fn load(store: &JobStore, job_id: &str) -> Result<JobSpec, CompanionError> {
-        let path = Self::path(store, job_id);
+        let path = Self::path(store, job_id)?;
         let fail = |reason: String| CompanionError::Spec {
             job_id: job_id.to_owned(),
             path: path.clone(),
@@ -126,9 +129,11 @@ impl JobSpec {
         Ok(spec)
     }
 
-    /// Removes the spec of `job_id` (a missing one is fine).
+    /// Removes the spec of `job_id` (a missing one, or an id that is not well formed, is fine).
     pub fn remove(store: &JobStore, job_id: &str) {
-        let _ = fs::remove_file(Self::path(store, job_id));
+        if let Ok(path) = Self::path(store, job_id) {
+            let _ = fs::remove_file(path);
+        }
     }
 
     /// Removes the specs whose job record is gone (pruned). Returns how many.
@@ -163,7 +168,7 @@ impl JobSpec {
 /// stdin from `/dev/null`, stdout and stderr appended to the job's log, not waited for. The
 /// worker's pid is recorded in the job at once. Returns the pid.
 pub fn start_worker(exe: &Path, store: &JobStore, job_id: &str) -> Result<u32, CompanionError> {
-    let log_path = store.log_path(job_id);
+    let log_path = store.log_path(job_id)?;
     let worker_err = |what: &str, source: std::io::Error| CompanionError::Worker {
         job_id: job_id.to_owned(),
         what: what.to_owned(),
@@ -266,7 +271,7 @@ pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stoppe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use codex_core::jobs::{JobKind, NewJob};
+    use codex_core::jobs::{JobKind, NewJob, StoreError};
 
     #[test]
     fn specs_round_trip_and_orphans_are_pruned() {
@@ -293,8 +298,18 @@ mod tests {
         assert!(JobSpec::load(&store, &job.id).is_ok());
         let err = JobSpec::load(&store, "job-gone").unwrap_err();
         assert!(matches!(err, CompanionError::Spec { .. }), "{err}");
-        std::fs::write(JobSpec::path(&store, "bad"), b"{").unwrap();
+        std::fs::write(JobSpec::path(&store, "bad").unwrap(), b"{").unwrap();
         assert!(JobSpec::load(&store, "bad").is_err());
+        let err = JobSpec::load(&store, "../../x").unwrap_err();
+        assert!(
+            matches!(err, CompanionError::Store(StoreError::InvalidId { .. })),
+            "{err}"
+        );
+        assert!(
+            JobSpec::new(DelegateRequest::new("x"), BackendChoice::Broker)
+                .save(&store, "../../x")
+                .is_err()
+        );
     }
 
     #[test]

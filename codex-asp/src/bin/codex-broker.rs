@@ -104,7 +104,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("codex-broker: {e:#}");
+            eprintln!("codex-broker: {}", codex_core::ErrorChain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

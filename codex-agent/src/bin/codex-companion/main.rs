@@ -47,8 +47,9 @@ fn main() -> ExitCode {
 /// its exit code.
 fn report(err: &anyhow::Error, json: bool) -> companion::ExitCode {
     let code = exit_code_of(err);
-    // codex's messages may quote its stderr: no secret reaches the terminal or a log
-    let message = codex_core::jobs::redact(&format!("{err:#}"));
+    // the error and each cause, once; codex's messages may quote its stderr: no secret
+    // reaches the terminal or a log
+    let message = codex_core::jobs::redact(&codex_core::error_chain(err.as_ref()));
     eprintln!("codex-companion: error: {message}");
     if json {
         let doc = serde_json::json!({
