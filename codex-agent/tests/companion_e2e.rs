@@ -1136,3 +1136,17 @@ fn hand_edited_job_records_stay_inside_the_store() {
     assert_eq!(outside(listing(w.state.path())), before);
     assert!(!w.state.path().join("workspaces/x.json").exists());
 }
+
+#[test]
+fn a_reader_that_goes_away_is_no_panic_and_the_job_is_kept() {
+    let w = World::new();
+    w.mock.push(Reply::text("Nobody reads this."));
+    let mut child = w.spawn(&["task", "Say something", "--json"]);
+    // the reader closes the pipe before the answer is printed (`codex-companion ... | head -c0`)
+    drop(child.stdout.take());
+    let out = finish(child, &["task"]);
+    assert!(!out.stderr.contains("panicked"), "{out}");
+    assert_eq!(out.code, Some(0), "{out}");
+    let (_, doc) = w.run_json(&["status"]);
+    assert_eq!(doc["jobs"][0]["status"], "completed", "{doc}");
+}

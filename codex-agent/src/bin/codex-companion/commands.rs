@@ -79,14 +79,14 @@ impl Ctx {
     /// Prints `text` on stdout, or `doc` with `--json`.
     fn emit(&self, text: &str, doc: &Value) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(doc).unwrap_or_else(|_| doc.to_string())
             );
         } else if text.ends_with('\n') {
-            print!("{text}");
+            out!("{text}");
         } else {
-            println!("{text}");
+            outln!("{text}");
         }
     }
 }
@@ -109,13 +109,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 fn progress() -> EventCallback {
     Arc::new(|event| {
         if let Some(line) = progress_line(event) {
-            eprintln!("[codex] {line}");
+            errln!("[codex] {line}");
         }
     })
 }
 
 fn note(line: &str) {
-    eprintln!("[codex-companion] {line}");
+    errln!("[codex-companion] {line}");
 }
 
 async fn codex() -> Result<CodexBinary> {
@@ -376,7 +376,7 @@ fn finish_turn(
                 .as_ref()
                 .map_or("failed".to_owned(), |r| r.status.to_string());
             let message = codex_core::jobs::redact(&codex_core::error_chain(&err));
-            eprintln!("codex-companion: job {job_id} {status}: {message}");
+            errln!("codex-companion: job {job_id} {status}: {message}");
             if ctx.json {
                 let doc = json!({
                     "ok": false,
@@ -420,14 +420,14 @@ fn error_kind(err: &codex_agent::Error) -> &'static str {
 
 async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
     if let Err(e) = detach_from_caller() {
-        eprintln!(
+        errln!(
             "codex-companion worker: {}; going on in the caller's session",
             ErrorChain(&e)
         );
     }
     let store = ctx.store()?;
     let id = store.get(&args.job).map_err(CompanionError::from)?.id;
-    eprintln!(
+    errln!(
         "codex-companion worker {} runs job {id}",
         std::process::id()
     );
@@ -454,7 +454,7 @@ async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
             return Err(e);
         }
     };
-    eprintln!(
+    errln!(
         "codex-companion worker: running on the {} backend",
         connected.kind()
     );
@@ -463,14 +463,14 @@ async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
     JobSpec::remove(&store, &id);
     match outcome? {
         Ok(v) => {
-            eprintln!(
+            errln!(
                 "codex-companion worker: job {id} completed on thread {}",
                 v.thread_id()
             );
             Ok(ExitCode::Success)
         }
         Err(e) => {
-            eprintln!(
+            errln!(
                 "codex-companion worker: job {id} ended: {}",
                 codex_core::jobs::redact(&codex_core::error_chain(&e))
             );
@@ -670,7 +670,7 @@ async fn status(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         report = store.list().map_err(CompanionError::from)?;
     }
     for corrupt in &report.corrupt {
-        eprintln!("codex-companion: warning: {}", ErrorChain(corrupt));
+        errln!("codex-companion: warning: {}", ErrorChain(corrupt));
     }
     let listed = render::listed(&report.jobs, args.all);
     let mut text = String::new();
@@ -735,7 +735,7 @@ fn result(ctx: &Ctx, arg: JobArg) -> Result<ExitCode> {
         ctx.emit(&text, &doc);
     } else {
         // not an answer: a failure or "still running" goes to stderr
-        eprint!("{text}");
+        err!("{text}");
     }
     Ok(code)
 }
@@ -749,7 +749,7 @@ async fn cancel(ctx: &Ctx, arg: JobArg) -> Result<ExitCode> {
         if ctx.json {
             ctx.emit(&text, &doc);
         }
-        eprint!("{text}");
+        err!("{text}");
         return Ok(ExitCode::Failure);
     }
     // the record first: whatever the worker reports afterwards, the job ends cancelled
