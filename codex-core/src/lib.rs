@@ -37,7 +37,7 @@ pub mod workspace;
 
 pub use auth::{AuthMode, Feature};
 pub use backend::{Backend, BackendKind, CancelHandle, Run, RunSink, TurnOutcome};
-pub use binary::{Capabilities, CodexBinary, CodexVersion};
+pub use binary::{Capabilities, CodexBinary, CodexVersion, ProbeOptions};
 pub use error::{Error, ExitSummary, Result};
 pub use event::{Event, Item, ItemDetails, ThreadId, TurnId, Usage};
 pub use spec::{
