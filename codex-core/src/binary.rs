@@ -180,7 +180,10 @@ impl CodexBinary {
     ///
     /// # Errors
     /// As [`CodexBinary::probe`].
-    pub async fn probe_with(path: impl Into<PathBuf>, options: ProbeOptions) -> Result<CodexBinary> {
+    pub async fn probe_with(
+        path: impl Into<PathBuf>,
+        options: ProbeOptions,
+    ) -> Result<CodexBinary> {
         let path = path.into();
         let run_quick = |args: &'static [&'static str]| run_quick(&path, args, options.deadline);
         let version_out = run_quick(&["--version"]).await?;
@@ -490,7 +493,10 @@ mod tests {
             panic!("{err:?}")
         };
         assert_eq!(program, &fake);
-        assert!(what.starts_with("exec") && what.ends_with("--help"), "{what}");
+        assert!(
+            what.starts_with("exec") && what.ends_with("--help"),
+            "{what}"
+        );
         assert_eq!(*after, std::time::Duration::from_millis(1500));
         let msg = err.to_string();
         assert!(msg.contains(&fake.display().to_string()), "{msg}");
@@ -498,8 +504,9 @@ mod tests {
             let stat = format!("/proc/{}/stat", pid.trim());
             let mut gone = false;
             for _ in 0..250 {
-                gone = std::fs::read_to_string(&stat)
-                    .map_or(true, |s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
+                gone = std::fs::read_to_string(&stat).map_or(true, |s| {
+                    s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'))
+                });
                 if gone {
                     break;
                 }

@@ -12,9 +12,16 @@
 //! elsewhere the process group is killed.
 //!
 //! Dropping a [`CodexProcess`] kills its tree, and so do [`CodexProcess::kill_tree`],
-//! [`CodexProcess::terminate`] and [`CodexProcess::wind_down`]. A process that adopts
-//! orphans ([`become_subreaper`]) also gets the ones that lost every link to the tree but
-//! their parentage.
+//! [`CodexProcess::terminate`] and [`CodexProcess::wind_down`]. [`kill_tree`] does the same
+//! for a process this module did not start (a background worker); a program that owns codex
+//! processes can become a child subreaper ([`become_subreaper`], opt-in) so that orphans
+//! below it stay its descendants.
+//!
+//! Not covered: a command that both cleared its environment and left codex's group and
+//! session, once its parent is gone (nothing links it to the tree any more; under a
+//! subreaper it is still reached by a [`kill_tree`] of the subreaper). cgroups would cover
+//! it, but are not used: cgroup v2 is often absent or not delegated to the user (this
+//! project's CI machine runs a v1 hierarchy), and a fallback would be needed anyway.
 //!
 //! Stderr is drained continuously into a bounded [`StderrTail`] (codex can be chatty; the
 //! pipe must never fill up and block it), which errors quote. [`CodexCommand::output`] (for
@@ -586,14 +593,16 @@ fn kill_scope(root: Option<i32>, group: Option<i32>, marker: Option<&str>) {
 }
 
 /// Kills the process `pid` and its whole tree (SIGKILL): its descendants, found by parent
-/// links and frozen (SIGSTOP) before anything is killed, and, when `pid` leads a session or
-/// a process group of its own, every member of those (they stay members when their parent
-/// dies). Returns how many processes were killed (0 when `pid` is gone).
+/// links and frozen (SIGSTOP) before anything is killed, and, when `pid` leads a session of
+/// its own, every member of that session (members stay members when their parent dies).
+/// Returns how many processes were killed (0 when `pid` is gone).
 ///
 /// For processes this library did not start, such as a background worker found in a job
-/// record; a [`CodexProcess`] kills its own tree ([`CodexProcess::kill_tree`]). This process
-/// and its ancestors are never killed. Linux walks `/proc`; elsewhere the process and the
-/// group it leads get SIGKILL.
+/// record (a worker that is a [subreaper](become_subreaper) keeps every orphan below it
+/// within reach); a [`CodexProcess`] kills its own tree ([`CodexProcess::kill_tree`]). The
+/// process group of a `pid` that does not lead a session (a shell's job) is left alone, and
+/// this process and its ancestors are never killed. Linux walks `/proc`; elsewhere the
+/// process and the group it leads get SIGKILL.
 pub fn kill_tree(pid: u32) -> usize {
     let Ok(pid) = i32::try_from(pid) else {
         return 0;
@@ -603,11 +612,10 @@ pub fn kill_tree(pid: u32) -> usize {
     }
     #[cfg(target_os = "linux")]
     {
-        let (session, group) = tree::leadership(pid);
         tree::kill_tree(&tree::Scope {
             root: Some(pid),
-            group,
-            session,
+            group: None,
+            session: tree::session_led_by(pid),
             marker: None,
             not_reaped: None,
         })
@@ -626,13 +634,16 @@ pub fn kill_tree(pid: u32) -> usize {
 
 /// Makes this process a *child subreaper* (Linux `PR_SET_CHILD_SUBREAPER`): processes
 /// orphaned below it (a command whose parent died, such as the children of codex's
-/// shell-snapshot shell) are re-parented to it instead of to init, so that they stay within
-/// reach of the tree kill. Returns `Ok(false)` where the platform has no such thing.
+/// shell-snapshot login shell) are re-parented to it instead of to init. They then remain
+/// descendants of this process, so that killing its tree from outside ([`kill_tree`], as
+/// `codex-companion cancel` does with a background worker) reaches them even when they
+/// carry no tree marker (a command that cleared its environment). Returns `Ok(false)` where
+/// the platform has no such thing.
 ///
 /// This is a process-wide change the library never makes by itself: call it early in a
-/// program that owns codex processes for a long time (the companion's worker and
-/// `codex-broker` do). Orphans that then exit by themselves stay zombies of this process
-/// until reaped: call [`reap_orphans`] now and then (for instance on SIGCHLD).
+/// program that owns codex processes (the companion and its worker, `codex-broker`).
+/// Orphans that then exit by themselves stay zombies of this process until reaped: call
+/// [`reap_orphans`] now and then (for instance on SIGCHLD) in a long-lived program.
 ///
 /// # Errors
 /// [`Error::Io`] when the system refuses.
@@ -698,8 +709,10 @@ mod tests {
 
     /// Gone, or a zombie waiting for its reaper.
     fn gone(pid: u32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map_or(true, |stat| stat.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('Z'))
+        })
     }
 
     async fn assert_all_gone(pids: &[u32]) {
@@ -720,8 +733,10 @@ mod tests {
     }
 
     fn is_orphan(pid: u32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, r)| r.split(' ').nth(1) == Some("1")))
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, r)| r.split(' ').nth(1) == Some("1"))
+        })
     }
 
     /// Reads `count` pids, one a line, that the script writes to `file`.
@@ -737,7 +752,10 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("the script did not write {count} pids to {}", file.display());
+        panic!(
+            "the script did not write {count} pids to {}",
+            file.display()
+        );
     }
 
     /// A shell that starts: a grandchild in a session of its own (with a child of its own),
@@ -781,7 +799,10 @@ mod tests {
         let sessions: BTreeSet<String> = pids
             .iter()
             .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-            .filter_map(|s| s.rsplit_once(") ").map(|(_, r)| r.split(' ').nth(3).unwrap_or("").to_owned()))
+            .filter_map(|s| {
+                s.rsplit_once(") ")
+                    .map(|(_, r)| r.split(' ').nth(3).unwrap_or("").to_owned())
+            })
             .collect();
         assert!(sessions.len() >= 3, "{sessions:?}");
         drop(p);
@@ -805,7 +826,10 @@ mod tests {
         // wind_down: a leader that exited by itself leaves its escapees behind
         let file = dir.path().join("wind-down");
         let script = escaping_script(&file).replace("exec sleep 300", "exit 0");
-        let mut p = CodexCommand::new("sh").args(["-c", &script]).spawn().unwrap();
+        let mut p = CodexCommand::new("sh")
+            .args(["-c", &script])
+            .spawn()
+            .unwrap();
         let pids = read_pids(&file, 4).await;
         let status = p.wind_down(Duration::from_secs(30)).await.unwrap();
         assert!(status.success());

@@ -255,10 +255,7 @@ impl CodexHome {
             ),
         ];
         if let Some(user_home) = self.user_home() {
-            env.push((
-                "HOME".to_owned(),
-                user_home.to_string_lossy().into_owned(),
-            ));
+            env.push(("HOME".to_owned(), user_home.to_string_lossy().into_owned()));
             env.push(("SHELL".to_owned(), "/bin/bash".to_owned()));
         }
         env

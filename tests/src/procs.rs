@@ -80,7 +80,10 @@ pub async fn wait_until_home_is_quiet(home: &CodexHome, timeout: Duration) -> Re
 }
 
 /// [`wait_until_home_is_quiet`] for tests without a runtime.
-pub fn wait_until_home_is_quiet_blocking(home: &CodexHome, timeout: Duration) -> Result<(), String> {
+pub fn wait_until_home_is_quiet_blocking(
+    home: &CodexHome,
+    timeout: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
         let pids = processes_of(home);

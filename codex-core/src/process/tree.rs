@@ -130,11 +130,9 @@ fn collect(
         let member = scope.group.is_some_and(|g| g > 1 && p.pgid == g)
             || scope.session.is_some_and(|s| s > 1 && p.sid == s)
             || (!p.zombie
-                && scope.marker.is_some_and(|m| {
-                    *marked
-                        .entry(p.pid)
-                        .or_insert_with(|| has_marker(p.pid, m))
-                }));
+                && scope
+                    .marker
+                    .is_some_and(|m| *marked.entry(p.pid).or_insert_with(|| has_marker(p.pid, m))));
         if member {
             seeds.push(p.pid);
         }
@@ -238,15 +236,9 @@ pub(crate) fn reap_dead_children(keep: &BTreeSet<i32>) -> usize {
     reaped
 }
 
-/// The session and process group `pid` leads, if it leads them.
-pub(crate) fn leadership(pid: i32) -> (Option<i32>, Option<i32>) {
-    match read_stat(pid) {
-        Some(s) => (
-            (s.sid == pid).then_some(pid),
-            (s.pgid == pid).then_some(pid),
-        ),
-        None => (None, None),
-    }
+/// The session `pid` leads, if it leads one.
+pub(crate) fn session_led_by(pid: i32) -> Option<i32> {
+    read_stat(pid).filter(|s| s.sid == pid).map(|_| pid)
 }
 
 #[cfg(test)]
@@ -280,15 +272,15 @@ mod tests {
             zombie: false,
         };
         let procs = [
-            p(100, 50, 100, 50),  // root, leads its group
-            p(101, 100, 100, 50), // child
+            p(100, 50, 100, 50),   // root, leads its group
+            p(101, 100, 100, 50),  // child
             p(102, 101, 102, 102), // grandchild that started a session
             p(103, 102, 102, 102), // its child
-            p(104, 1, 102, 102),  // orphan of that session: not reachable (no marker)
-            p(105, 1, 100, 50),   // orphan still in the root's group
+            p(104, 1, 102, 102),   // orphan of that session: not reachable (no marker)
+            p(105, 1, 100, 50),    // orphan still in the root's group
             p(106, 105, 106, 106), // its child
-            p(200, 1, 200, 200),  // a stranger
-            p(50, 1, 50, 50),     // the caller
+            p(200, 1, 200, 200),   // a stranger
+            p(50, 1, 50, 50),      // the caller
         ];
         let scope = Scope {
             root: Some(100),
