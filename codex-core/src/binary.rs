@@ -500,7 +500,12 @@ mod tests {
         assert_eq!(*after, std::time::Duration::from_millis(1500));
         let msg = err.to_string();
         assert!(msg.contains(&fake.display().to_string()), "{msg}");
-        for pid in std::fs::read_to_string(&pids).unwrap_or_default().lines() {
+        let recorded = std::fs::read_to_string(&pids).unwrap_or_default();
+        assert!(
+            !recorded.trim().is_empty(),
+            "the hung probe never started its child"
+        );
+        for pid in recorded.lines() {
             let stat = format!("/proc/{}/stat", pid.trim());
             let mut gone = false;
             for _ in 0..250 {

@@ -221,6 +221,7 @@ impl CodexCommand {
             marker: format!("{TREE_MARKER_ENV}={marker}"),
             tail,
             exited: None,
+            tree_dead: false,
         })
     }
 
@@ -422,6 +423,8 @@ pub struct CodexProcess {
     marker: String,
     tail: StderrTail,
     exited: Option<ExitStatus>,
+    /// The tree was killed after the leader was reaped: nothing of it can be left.
+    tree_dead: bool,
 }
 
 impl CodexProcess {
@@ -491,10 +494,15 @@ impl CodexProcess {
     /// runs, its descendants, its process group, and every process carrying its marker,
     /// whatever group or session it moved to. Does not wait for the leader to be reaped.
     pub fn kill_tree(&mut self) {
+        if self.tree_dead {
+            return;
+        }
         // while the leader is not reaped its pid is still ours: follow its children too
         let root = self.child.id().and_then(|p| i32::try_from(p).ok());
         let group = self.pid.and_then(|p| i32::try_from(p).ok());
         kill_scope(root, group, Some(&self.marker));
+        // with the leader reaped, every member was frozen before the kill: none can be left
+        self.tree_dead = self.exited.is_some();
     }
 
     /// Stops the tree gracefully: SIGTERM to the process group, SIGKILL to the whole tree
