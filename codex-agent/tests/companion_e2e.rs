@@ -18,7 +18,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use codex_bridge_tests::procs::{GroupGuard, kill_group, processes_with_env, wait_until_gone};
+use codex_bridge_tests::procs::{
+    GroupGuard, kill_all_of, kill_group, processes_with_env, wait_until_gone,
+    wait_until_home_is_quiet_blocking,
+};
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace, pinned_codex};
 use serde_json::{Value, json};
 
@@ -88,11 +91,21 @@ impl World {
     }
 
     fn with_workspace(ws: TempWorkspace) -> World {
+        World::with_home(ws, CodexHome::new)
+    }
+
+    /// A world in the realistic home: shell snapshot on, a private `HOME` whose slow login
+    /// profile leaves a child looping in the background.
+    fn realistic() -> World {
+        World::with_home(TempWorkspace::new(), CodexHome::realistic)
+    }
+
+    fn with_home(ws: TempWorkspace, home: fn(&MockModel) -> CodexHome) -> World {
         ensure_broker_binary();
         let mock = MockModel::start_blocking();
-        // CodexHome turns codex's shell snapshot off (a login shell that can block on
-        // pyenv's rehash lock)
-        let home = CodexHome::new(&mock);
+        // CodexHome::new turns codex's shell snapshot off (a login shell that can block on
+        // pyenv's rehash lock); the realistic home keeps it, with a private HOME
+        let home = home(&mock);
         let state = tempfile::tempdir().expect("state dir");
         World {
             mock,
@@ -179,6 +192,7 @@ impl Drop for World {
         for pid in processes_with_env("CODEX_HOME", &home) {
             kill_pid_and_group(pid);
         }
+        kill_all_of(&self.home);
         let _ = wait_until_gone("CODEX_HOME", &home, Duration::from_secs(10));
     }
 }
@@ -1149,4 +1163,85 @@ fn a_reader_that_goes_away_is_no_panic_and_the_job_is_kept() {
     assert_eq!(out.code, Some(0), "{out}");
     let (_, doc) = w.run_json(&["status"]);
     assert_eq!(doc["jobs"][0]["status"], "completed", "{doc}");
+}
+
+// ---------------------------------------------------------------------------------------
+// the realistic home: shell snapshot on, a slow login profile that leaves a child behind
+
+/// Waits until codex's shell snapshot ran the slow profile of the world's home.
+fn wait_for_profile_child(w: &World) {
+    let user_home = w
+        .home
+        .user_home()
+        .expect("a realistic home")
+        .to_string_lossy()
+        .into_owned();
+    wait_for("codex to run the slow login profile", COMMAND, || {
+        !processes_with_env("HOME", &user_home).is_empty()
+    });
+}
+
+/// Fails (after killing them) when processes of the world's home survive.
+fn assert_home_is_quiet(w: &World, after: &str) {
+    if let Err(left) = wait_until_home_is_quiet_blocking(&w.home, Duration::from_secs(15)) {
+        kill_all_of(&w.home);
+        panic!("processes survived {after}:\n{left}");
+    }
+}
+
+#[test]
+fn realistic_home_cancelling_a_background_job_on_the_broker_leaves_nothing_running() {
+    let w = World::realistic();
+    let id = start_hanging_job(&w, &[]);
+    wait_for_profile_child(&w);
+    let worker = w.job(&id)["pid"].as_u64().expect("the worker's pid") as u32;
+    let _guard = GroupGuard::new(Some(worker));
+    let (out, doc) = w.run_json(&["cancel", &id]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(doc["status"], "cancelled", "{doc}");
+    wait_for("the worker to exit", Duration::from_secs(15), || {
+        !codex_core::jobs::worker_alive(worker, None)
+    });
+    // the broker's app-server (and what its snapshot shell left) lives until the broker stops
+    shutdown_broker(&w);
+    assert_home_is_quiet(&w, "cancel and broker shutdown");
+}
+
+#[test]
+fn realistic_home_cancelling_a_private_background_job_leaves_nothing_running() {
+    let w = World::realistic();
+    let id = start_hanging_job(&w, &["--no-broker"]);
+    wait_for_profile_child(&w);
+    let worker = w.job(&id)["pid"].as_u64().expect("the worker's pid") as u32;
+    let _guard = GroupGuard::new(Some(worker));
+    let (out, doc) = w.run_json(&["cancel", &id]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(doc["status"], "cancelled", "{doc}");
+    assert_home_is_quiet(&w, "cancelling a background job on a private app-server");
+}
+
+#[test]
+fn realistic_home_a_foreground_timeout_leaves_nothing_running() {
+    let w = World::realistic();
+    w.mock.push(Reply::hang());
+    let (out, doc) = w.run_json(&["task", "--no-broker", "--timeout", "8", "hang"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(doc["error_kind"], "timeout", "{doc}");
+    assert_home_is_quiet(&w, "a foreground task that timed out");
+}
+
+#[test]
+fn realistic_home_cancelling_a_foreground_task_leaves_nothing_running() {
+    let w = World::realistic();
+    w.mock.push(Reply::hang());
+    let child = w.spawn(&["task", "--no-broker", "--json", "wait forever"]);
+    wait_for("the turn to reach the model", COMMAND, || {
+        w.mock.open_streams() > 0
+    });
+    wait_for_profile_child(&w);
+    let out = w.run(&["cancel"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let task = finish(child, &["task (cancelled)"]);
+    assert_eq!(task.code, Some(1), "{task}");
+    assert_home_is_quiet(&w, "cancelling a foreground task");
 }

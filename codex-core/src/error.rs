@@ -91,6 +91,21 @@ pub enum Error {
         thread_id: Option<ThreadId>,
     },
 
+    /// A short codex command (a `--version` or `--help` probe, `login status`) did not finish
+    /// in time; its process tree was killed.
+    #[error(
+        "`{} {what}` did not finish within {after:?} and was killed; check that this is a working codex (run the same command by hand) or allow it more time",
+        program.display()
+    )]
+    CommandTimeout {
+        /// The program that hung.
+        program: PathBuf,
+        /// What it was asked (its arguments, e.g. `--version`).
+        what: String,
+        /// The limit that ran out.
+        after: Duration,
+    },
+
     /// The run was cancelled by the caller.
     #[error("codex turn cancelled")]
     Cancelled {

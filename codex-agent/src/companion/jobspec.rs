@@ -7,8 +7,10 @@
 //! session and process group of its own (the worker calls [`detach_from_caller`] first thing;
 //! its pid is recorded in the job at once, so a worker that dies before it claims the job is
 //! still noticed). The worker claims the job (its pid recorded again, with its start time)
-//! and runs it; [`stop_worker`] ends it: SIGTERM to its process group, then SIGKILL after a
-//! grace period.
+//! and runs it; [`stop_worker`] ends it: SIGTERM to its process group, then, after a grace
+//! period, SIGKILL to its whole process tree (`codex_core::process::kill_tree`: the codex
+//! processes it started lead groups of their own, and the worker, a child subreaper, keeps
+//! the orphans below it within reach).
 
 use std::fs;
 use std::io::Write;
@@ -236,7 +238,9 @@ pub enum Stopped {
 /// Stops a worker: SIGTERM to its process group when it leads a session of its own (a
 /// worker, see [`detach_from_caller`]), else to the process alone (a foreground
 /// companion: its shell's job is never signalled); then, if it is still alive after `grace`,
-/// SIGKILL the same way. `start_time` guards against a reused pid.
+/// SIGKILL to its whole process tree: the process, every descendant (the codex processes it
+/// started lead groups of their own) and, for a worker, every member of its session
+/// (`codex_core::process::kill_tree`). `start_time` guards against a reused pid.
 pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stopped {
     use nix::sys::signal::{Signal, kill, killpg};
     use nix::unistd::{Pid, getpgid, getsid};
@@ -249,14 +253,11 @@ pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stoppe
     let target = Pid::from_raw(raw);
     let leads_group = getsid(Some(target)).is_ok_and(|s| s == target)
         && getpgid(Some(target)).is_ok_and(|g| g == target);
-    let send = |signal: Signal| {
-        let _ = if leads_group {
-            killpg(target, signal)
-        } else {
-            kill(target, signal)
-        };
+    let _ = if leads_group {
+        killpg(target, Signal::SIGTERM)
+    } else {
+        kill(target, Signal::SIGTERM)
     };
-    send(Signal::SIGTERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if !worker_alive(pid, start_time) {
@@ -264,7 +265,11 @@ pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stoppe
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    send(Signal::SIGKILL);
+    if worker_alive(pid, start_time) {
+        codex_core::process::kill_tree(pid);
+    } else {
+        return Stopped::Terminated;
+    }
     Stopped::Killed
 }
 

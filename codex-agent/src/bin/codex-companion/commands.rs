@@ -93,6 +93,14 @@ impl Ctx {
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx::new(&cli.global)?;
+    if matches!(
+        cli.command,
+        Command::Task(_) | Command::Review(_) | Command::AdversarialReview(_)
+    ) {
+        // what codex's commands leave behind when their parent dies (the children of its
+        // shell-snapshot login shell) is re-parented to us and killed with codex's tree
+        adopt_orphans("codex-companion");
+    }
     match cli.command {
         Command::Task(args) => task(&ctx, args).await,
         Command::Review(args) => review(&ctx, args).await,
@@ -418,6 +426,14 @@ fn error_kind(err: &codex_agent::Error) -> &'static str {
 // ---------------------------------------------------------------------------------------
 // worker
 
+/// Makes this process a child subreaper (see `codex_core::process::become_subreaper`);
+/// says so on stderr when the system refuses.
+fn adopt_orphans(who: &str) {
+    if let Err(e) = codex_core::process::become_subreaper() {
+        eprintln!("{who}: {e}; orphans of codex's commands go to init");
+    }
+}
+
 async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
     if let Err(e) = detach_from_caller() {
         errln!(
@@ -425,6 +441,7 @@ async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
             ErrorChain(&e)
         );
     }
+    adopt_orphans("codex-companion worker");
     let store = ctx.store()?;
     let id = store.get(&args.job).map_err(CompanionError::from)?.id;
     errln!(
