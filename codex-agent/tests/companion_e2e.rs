@@ -788,6 +788,32 @@ fn a_turn_that_outlives_its_timeout_fails() {
     assert_eq!(job["status"], "failed", "{job}");
 }
 
+/// A reply of `n` text deltas, and the text they make.
+fn chatty(n: usize) -> (Reply, String) {
+    let pieces: Vec<String> = (0..n).map(|i| format!("{i},")).collect();
+    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    (Reply::streamed(&refs), pieces.concat())
+}
+
+#[test]
+fn a_chatty_turn_completes_through_the_broker_and_on_a_private_app_server() {
+    let w = World::new();
+    for extra in [&[][..], &["--no-broker"][..]] {
+        // 200,000 deltas: far beyond the run's queues
+        let (reply, text) = chatty(200_000);
+        w.mock.push(reply);
+        let mut args = vec!["task"];
+        args.extend_from_slice(extra);
+        args.push("talk a lot");
+        let started = Instant::now();
+        let (out, doc) = w.run_json(&args);
+        eprintln!("{extra:?}: {:?}", started.elapsed());
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert_eq!(doc["status"], "completed", "{}", out.stderr);
+        assert!(doc["final_message"] == text.as_str(), "{}", out.stderr);
+    }
+}
+
 #[test]
 fn bad_flags_and_bad_input_exit_2() {
     let w = World::new();

@@ -724,6 +724,86 @@ async fn an_app_server_exit_fails_what_is_in_flight_and_the_next_request_restart
     running.stop().await;
 }
 
+/// Opens thread `thread` for a raw client (request id 2).
+async fn raw_thread(raw: &mut Raw, upstream: &mut MemoryServer, thread: &str) {
+    raw.send(json!({"id": 2, "method": "thread/start", "params": {"cwd": "/w"}}))
+        .await;
+    let req = recv_method(upstream, "thread/start").await;
+    upstream
+        .respond(&req["id"], json!({"thread": {"id": thread}}))
+        .await
+        .unwrap();
+    let answer = raw.recv().await;
+    assert_eq!(answer["result"]["thread"]["id"], thread, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_deltas_reaches_a_slow_owner_merged_and_a_stalled_client_is_dropped() {
+    const BURST: usize = 50_000;
+    let mut fake = Fake::new();
+    fake.options.client_queue = 1024;
+    let running = fake.start().await;
+    let mut up = fake.upstream().await;
+    let mut slow = Raw::connect(&running.socket).await;
+    slow.initialize(json!(1)).await;
+    raw_thread(&mut slow, &mut up, "t").await;
+    let mut stalled = Raw::connect(&running.socket).await;
+    stalled.initialize(json!(1)).await;
+    raw_thread(&mut stalled, &mut up, "s").await;
+    // the stalled client never reads: lines it cannot merge overflow its backlog
+    for i in 0..20_000 {
+        up.notify(
+            "item/started",
+            json!({"threadId": "s", "turnId": "v", "item": {"type": "agentMessage", "id": format!("x{i}"), "text": ""}}),
+        )
+        .await
+        .unwrap();
+    }
+    // the slow one reads nothing until the whole burst was sent, then catches up
+    for i in 0..BURST {
+        up.notify(
+            "item/agentMessage/delta",
+            json!({"threadId": "t", "turnId": "u", "itemId": "m", "delta": format!("{i},")}),
+        )
+        .await
+        .unwrap();
+    }
+    up.notify(
+        "turn/completed",
+        json!({"threadId": "t", "turn": {"id": "u", "status": "completed", "items": []}}),
+    )
+    .await
+    .unwrap();
+    let mut text = String::new();
+    let mut lines = 0;
+    loop {
+        let msg = slow.recv().await;
+        lines += 1;
+        match msg["method"].as_str() {
+            Some("item/agentMessage/delta") => {
+                assert_eq!(msg["params"]["itemId"], "m");
+                text.push_str(msg["params"]["delta"].as_str().unwrap());
+            }
+            Some("turn/completed") => break,
+            _ => panic!("{msg}"),
+        }
+    }
+    let expected: String = (0..BURST).map(|i| format!("{i},")).collect();
+    assert!(text == expected, "the merged text differs");
+    assert!(lines < BURST, "nothing was merged ({lines} lines)");
+    // the stalled client was disconnected after what its socket held
+    let mut seen = 0;
+    loop {
+        match tokio::time::timeout(WAIT, stalled.lines.next_line()).await {
+            Ok(Ok(Some(_))) => seen += 1,
+            Ok(Ok(None) | Err(_)) => break,
+            Err(_) => panic!("the stalled client is still connected after {seen} lines"),
+        }
+    }
+    assert!(seen < 20_000, "{seen}");
+    running.stop().await;
+}
+
 #[tokio::test]
 async fn opted_out_notifications_are_not_delivered() {
     let mut fake = Fake::new();

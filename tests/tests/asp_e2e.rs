@@ -235,6 +235,66 @@ async fn streamed_deltas_arrive_in_order() {
     assert_eq!(requests[0].header("originator"), Some("codex-bridge-tests"));
 }
 
+/// How many text deltas the burst tests stream: far beyond a run's subscription queue
+/// (`DEFAULT_SUBSCRIPTION_CAPACITY`, 16 Ki) and event queue.
+const BURST: usize = 200_000;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_deltas_reaches_a_run_read_slower_than_codex_sends() {
+    let mock = MockModel::start().await;
+    let pieces: Vec<String> = (0..BURST).map(|i| format!("{i},")).collect();
+    let expected = pieces.concat();
+    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    mock.push(Reply::streamed(&refs));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let backend = spawn(options(&home).default_timeout(Duration::from_secs(600))).await;
+    let started = Instant::now();
+    let mut run = backend.start(task(&ws, "Talk a lot")).await.unwrap();
+    // slower than codex: nothing is read until the mock has sent the whole burst, then a
+    // pause every 50 events
+    mock.wait_for_requests(1, TURN).await.unwrap();
+    while mock.open_streams() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the mock is still sending"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut text = String::new();
+    let mut events = 0usize;
+    while let Some(event) = run.next_event().await {
+        events += 1;
+        if events % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if let Event::Delta {
+            kind: DeltaKind::AgentMessage,
+            delta,
+            ..
+        } = &event
+        {
+            text.push_str(delta);
+        }
+    }
+    let outcome = run.outcome().await.unwrap_or_else(|e| panic!("{e}"));
+    let stats = backend.connection().stats();
+    eprintln!(
+        "{BURST} deltas through codex in {:?}: {events} events read, {} merged, {} lagged",
+        started.elapsed(),
+        stats.coalesced_events,
+        stats.lagged_events
+    );
+    assert!(
+        text == expected,
+        "the streamed text differs ({} bytes of {})",
+        text.len(),
+        expected.len()
+    );
+    assert_eq!(outcome.final_message.as_deref(), Some(expected.as_str()));
+    assert_eq!(stats.lagged_events, 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reasoning_item_and_deltas() {
     let mock = MockModel::start().await;

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::outbox::Outgoing;
 use super::{
     APP_SERVER_EXITED_NOTIFICATION, AppServerExit, BrokerStatus, ClientStatus, Launcher,
     OwnedThread, RunningTurn, SHUTDOWN_METHOD, STATUS_METHOD, codes,
@@ -113,7 +114,7 @@ enum ClientState {
 }
 
 struct ClientConn {
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<Outgoing>,
     pid: Option<i32>,
     connected: Instant,
     name: Option<String>,
@@ -508,7 +509,12 @@ impl Hub {
     // ----- clients -----------------------------------------------------------------------
 
     /// A new client connection.
-    pub(crate) fn add_client(&mut self, id: ClientId, tx: mpsc::Sender<String>, pid: Option<i32>) {
+    pub(crate) fn add_client(
+        &mut self,
+        id: ClientId,
+        tx: mpsc::Sender<Outgoing>,
+        pid: Option<i32>,
+    ) {
         tracing::debug!(client = id, ?pid, "client connected");
         self.clients.insert(
             id,
@@ -530,10 +536,15 @@ impl Hub {
 
     /// Queues `text` for `client`.
     fn send(&mut self, client: ClientId, text: String) {
+        self.send_out(client, Outgoing::Line(text));
+    }
+
+    /// Queues `out` for `client`.
+    fn send_out(&mut self, client: ClientId, out: Outgoing) {
         let Some(conn) = self.clients.get(&client) else {
             return;
         };
-        match conn.tx.try_send(text) {
+        match conn.tx.try_send(out) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(
@@ -1274,7 +1285,7 @@ impl Hub {
             Some(thread) => match self.owners.get(&thread).map(|o| o.client) {
                 Some(owner) => {
                     if self.wants(owner, &method) {
-                        self.send(owner, text);
+                        self.send_out(owner, Outgoing::notification(text, &method, params));
                     }
                 }
                 None if self.creating > 0 => {

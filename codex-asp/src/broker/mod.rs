@@ -106,6 +106,7 @@ use crate::transport::Transport;
 mod client;
 mod error;
 mod hub;
+mod outbox;
 mod paths;
 mod server;
 

@@ -83,7 +83,7 @@ use crate::transport::{DEFAULT_MAX_MESSAGE_BYTES, ProcessHandle, Transport};
 
 mod driver;
 pub(crate) mod message;
-mod subscription;
+pub(crate) mod subscription;
 
 pub use subscription::{
     COALESCED_METHODS, Event, Filter, MAX_COALESCED_BYTES, Notification, Overflow, Subscription,

@@ -205,6 +205,10 @@ pub const COALESCED_METHODS: &[&str] = &[
 /// The most merged delta text an [`Overflow::CoalesceDeltas`] subscription holds: 64 MiB.
 pub const MAX_COALESCED_BYTES: usize = 64 * 1024 * 1024;
 
+/// How many queued slots a delta looks back over for one of its stream (deltas of other
+/// streams in between), so that merging costs O(1).
+pub(crate) const MERGE_LOOKBACK: usize = 8;
+
 /// What a queue slot holds.
 enum Slot {
     /// An event as it arrived.
@@ -279,7 +283,7 @@ fn mergeable(event: &Event) -> Option<(&Notification, &Map<String, Value>, &str)
 }
 
 /// Whether two delta params belong to the same stream: equal but for `delta`.
-fn same_stream(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+pub(crate) fn same_stream(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
     a.len() == b.len() && a.iter().all(|(k, v)| k == "delta" || b.get(k) == Some(v))
 }
 
@@ -353,7 +357,7 @@ impl Queue {
             merged_bytes,
             ..
         } = st;
-        for queued in items.iter_mut().rev() {
+        for queued in items.iter_mut().rev().take(MERGE_LOOKBACK) {
             let target = match &queued.slot {
                 Slot::Merged { params: p, .. } => same_stream(p, params),
                 Slot::Event(event) => match mergeable(event) {
