@@ -91,7 +91,7 @@ pub enum Error {
     /// ([`ConnectionOptions::handshake_timeout`](crate::ConnectionOptions::handshake_timeout)).
     /// The connection was closed and an app-server its transport launched was killed.
     #[error(
-        "codex app-server did not answer initialize within {after:?} ({endpoint}{})",
+        "codex app-server did not answer initialize within {after:.1?} ({endpoint}{})",
         program.as_ref().map(|p| format!(", program {}", p.display())).unwrap_or_default()
     )]
     HandshakeTimeout {

@@ -66,7 +66,7 @@ async fn a_server_that_never_answers_initialize_times_out_typed() {
     }
     let text = err.to_string();
     assert!(
-        text.contains("did not answer initialize within 500ms") && text.contains("memory"),
+        text.contains("did not answer initialize within 500.0ms") && text.contains("memory"),
         "{text}"
     );
     // the connection is closed: the server sees the end of its input
@@ -83,7 +83,7 @@ fn silent_codex(dir: &Path) -> PathBuf {
         "#!/bin/sh\n\
          case \"$1\" in\n\
            --version) echo 'codex-cli 0.169.0' ;;\n\
-           app-server) echo $$ > \"$FAKE_PID_FILE\"; exec cat > /dev/null ;;\n\
+           app-server) echo $$ > \"$FAKE_PID_FILE\"; exec cat 3>&1 > /dev/null ;;\n\
            *) echo 'Options:' ;;\n\
          esac\n",
     )
