@@ -724,6 +724,65 @@ async fn an_app_server_exit_fails_what_is_in_flight_and_the_next_request_restart
     running.stop().await;
 }
 
+#[tokio::test]
+async fn handshakes_with_a_silent_app_server_are_bounded_on_both_sides() {
+    let mut fake = Fake::new();
+    let running = fake.start().await;
+    let mut up = tokio::time::timeout(WAIT, fake.servers.recv())
+        .await
+        .expect("the broker starts an app-server")
+        .expect("launcher alive");
+    // the app-server reads initialize and never answers it
+    assert_eq!(recv(&mut up).await["method"], "initialize");
+    // a client's handshake through the broker has its own deadline
+    let options = fake.client_options("impatient").connection_options(
+        ConnectionOptions::default().handshake_timeout(Duration::from_millis(300)),
+    );
+    let err = tokio::time::timeout(WAIT, broker::connect(&options))
+        .await
+        .expect("the handshake is bounded")
+        .unwrap_err();
+    match &err {
+        broker::Error::Asp(codex_asp::Error::HandshakeTimeout {
+            endpoint, after, ..
+        }) => {
+            assert!(endpoint.starts_with("codex-broker unix://"), "{endpoint}");
+            assert_eq!(*after, Duration::from_millis(300));
+        }
+        other => panic!("{other:?}"),
+    }
+    running.stop().await;
+
+    // the broker's own handshake with the app-server is bounded too: the app-server is
+    // dropped and the clients waiting for it fail
+    let mut fake = Fake::new();
+    fake.options = fake
+        .options
+        .clone()
+        .upstream_init_timeout(Duration::from_millis(300));
+    let running = fake.start().await;
+    let mut up = tokio::time::timeout(WAIT, fake.servers.recv())
+        .await
+        .expect("the broker starts an app-server")
+        .expect("launcher alive");
+    assert_eq!(recv(&mut up).await["method"], "initialize");
+    let started = Instant::now();
+    let err = tokio::time::timeout(WAIT, broker::connect(&fake.client_options("patient")))
+        .await
+        .expect("the broker gives up on its app-server")
+        .unwrap_err();
+    assert!(started.elapsed() < WAIT);
+    assert!(
+        err.to_string()
+            .contains("did not answer initialize within 300ms"),
+        "{err}"
+    );
+    // the silent app-server's transport was closed
+    let end = tokio::time::timeout(WAIT, up.recv_line()).await;
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    running.stop().await;
+}
+
 /// Opens thread `thread` for a raw client (request id 2).
 async fn raw_thread(raw: &mut Raw, upstream: &mut MemoryServer, thread: &str) {
     raw.send(json!({"id": 2, "method": "thread/start", "params": {"cwd": "/w"}}))

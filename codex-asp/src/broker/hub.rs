@@ -32,8 +32,6 @@ use crate::transport::{Frame, Garbage, GarbageReason, ProcessHandle};
 /// The broker's number for a client connection.
 pub(crate) type ClientId = u64;
 
-/// How long the app-server gets to answer the broker's `initialize`.
-pub(crate) const UPSTREAM_INIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many notifications about a not-yet-owned thread are kept while a `thread/start` or
 /// `thread/fork` is in flight.
 const MAX_HELD: usize = 4096;
@@ -101,6 +99,8 @@ pub(crate) struct HubConfig {
     pub upstream_init: Value,
     pub client_queue: usize,
     pub idle_timeout: Option<Duration>,
+    /// How long the app-server gets to answer the broker's `initialize`.
+    pub init_timeout: Duration,
     pub socket: PathBuf,
     pub codex: PathBuf,
     pub codex_home: PathBuf,
@@ -460,7 +460,7 @@ impl Hub {
             reader: reader_task,
             writer: writer_task,
             ready: false,
-            init_deadline: Some(crate::transport::deadline(UPSTREAM_INIT_TIMEOUT)),
+            init_deadline: Some(crate::transport::deadline(self.cfg.init_timeout)),
         });
         Ok(())
     }
@@ -483,7 +483,8 @@ impl Hub {
             up.abort();
             self.on_upstream_closed(CloseReason::Failed {
                 message: format!(
-                    "codex app-server did not answer initialize within {UPSTREAM_INIT_TIMEOUT:?}"
+                    "codex app-server did not answer initialize within {:?}",
+                    self.cfg.init_timeout
                 ),
                 source: None,
             });

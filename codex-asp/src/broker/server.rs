@@ -163,6 +163,7 @@ impl Broker {
                 upstream_init,
                 client_queue: options.client_queue.max(16),
                 idle_timeout: options.idle_timeout,
+                init_timeout: options.upstream_init_timeout,
                 socket: paths.socket.clone(),
                 codex: paths.codex.clone(),
                 codex_home: paths.codex_home.clone(),
