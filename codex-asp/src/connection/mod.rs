@@ -14,7 +14,9 @@
 //!   exactly once, declined if the handler fails;
 //! - delivers notifications, in order, to [`Subscription`]s: everything, one thread, or one
 //!   turn. Queues are bounded; a subscriber that falls behind gets [`Event::Lagged`] instead
-//!   of silently missing events, and never slows the connection down;
+//!   of silently missing events, and never slows the connection down. A subscription with
+//!   [`Overflow::CoalesceDeltas`] (the turn a client drives) merges text deltas instead, so
+//!   that a burst does not cost a reader that keeps up on average anything;
 //! - skips frames that are not JSON-RPC messages ([`Event::Garbage`] on [`Filter::All`]
 //!   subscriptions, [`ConnectionStats::garbage_frames`], a tracing warning);
 //! - when the app-server exits or the socket closes, fails every pending request and ends

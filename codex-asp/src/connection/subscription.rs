@@ -182,9 +182,10 @@ pub enum Overflow {
     #[default]
     Lag,
     /// Lossless for a subscriber that keeps up on average. Once the queue is full, a text
-    /// delta (one of [`COALESCED_METHODS`]) is appended to a queued delta of the same stream
-    /// (same method, same params but `delta`) when nothing but other deltas was queued
-    /// after it: the subscriber receives all the text, in order, in fewer notifications.
+    /// delta (one of [`COALESCED_METHODS`]) is appended to a recently queued delta of the
+    /// same stream (same method, same params but `delta`) when nothing but other deltas was
+    /// queued after it: the subscriber receives all the text, in order, in fewer
+    /// notifications.
     /// Any other event still gets a place, up to a second queue's worth. Only past that, or
     /// past [`MAX_COALESCED_BYTES`] of merged text, are events dropped and reported as
     /// [`Event::Lagged`].
