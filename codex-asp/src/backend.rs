@@ -745,14 +745,16 @@ impl Backend for AspBackend {
 
     async fn start(&self, spec: TaskSpec) -> codex_core::Result<Run> {
         let started = Instant::now();
-        self.check_spec(&spec).await?;
+        spec.validate()?;
         let timeout = spec.timeout.or(self.inner.default_timeout);
-        let params = ThreadStartParams {
-            overrides: thread_overrides(&spec, true)?,
-            ephemeral: spec.ephemeral.then_some(true),
-            ..ThreadStartParams::default()
-        };
+        // the checks may ask the server (account/read): they count against the timeout
         let setup = async {
+            self.check_spec(&spec).await?;
+            let params = ThreadStartParams {
+                overrides: thread_overrides(&spec, true)?,
+                ephemeral: spec.ephemeral.then_some(true),
+                ..ThreadStartParams::default()
+            };
             let (thread_id, sub) = self.open_thread::<ThreadStart>(params).await?;
             let turn_id = self.start_turn(&thread_id, &spec).await?;
             Ok((thread_id, sub, turn_id))
@@ -763,12 +765,14 @@ impl Backend for AspBackend {
 
     async fn resume(&self, thread_id: &ThreadId, spec: TaskSpec) -> codex_core::Result<Run> {
         let started = Instant::now();
-        self.check_spec(&spec).await?;
+        spec.validate()?;
         let timeout = spec.timeout.or(self.inner.default_timeout);
-        let mut params = ThreadResumeParams::new(thread_id.as_str());
-        params.overrides = thread_overrides(&spec, false)?;
-        params.exclude_turns = Some(true);
+        // the checks may ask the server (account/read): they count against the timeout
         let setup = async {
+            self.check_spec(&spec).await?;
+            let mut params = ThreadResumeParams::new(thread_id.as_str());
+            params.overrides = thread_overrides(&spec, false)?;
+            params.exclude_turns = Some(true);
             let (thread_id, sub) = self.open_thread::<ThreadResume>(params).await?;
             let turn_id = self.start_turn(&thread_id, &spec).await?;
             Ok((thread_id, sub, turn_id))
