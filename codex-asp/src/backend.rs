@@ -1722,8 +1722,8 @@ mod tests {
         // the run's queue holds 1 event, its subscription 16: a burst of deltas of two items,
         // interleaved, with an item/started in the middle, while nobody reads
         let mut expected = (String::new(), String::new());
-        for i in 0..3000 {
-            let (item, text) = if i % 3 == 0 {
+        for i in 0..3000u32 {
+            let (item, text) = if i.is_multiple_of(3) {
                 ("r", &mut expected.1)
             } else {
                 ("m", &mut expected.0)
@@ -1803,7 +1803,7 @@ mod tests {
             })
             .collect();
         let sent_before: String = (0..=1500)
-            .filter(|i| i % 3 != 0)
+            .filter(|i: &u32| !i.is_multiple_of(3))
             .map(|i| format!("{i} "))
             .collect();
         assert_eq!(before, sent_before);

@@ -215,7 +215,7 @@ async fn burst(server: &mut MemoryServer, count: usize) {
             .notify("item/agentMessage/delta", delta("t", "u", "m", &piece(i)))
             .await
             .unwrap();
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             server
                 .notify(
                     "item/agentMessage/delta",
@@ -282,7 +282,7 @@ async fn a_burst_of_deltas_reaches_a_slow_coalescing_subscriber_whole() {
             .expect("the burst keeps coming")
             .unwrap();
         events += 1;
-        if events % 50 == 0 {
+        if events.is_multiple_of(50) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let Event::Notification(n) = event else {
@@ -362,7 +362,7 @@ async fn a_run_read_slower_than_a_burst_of_deltas_succeeds_with_the_full_text() 
         .expect("the run goes on")
     {
         events += 1;
-        if events % 50 == 0 {
+        if events.is_multiple_of(50) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         if let codex_core::Event::Delta { delta, .. } = &event {

@@ -265,7 +265,7 @@ async fn a_burst_of_deltas_reaches_a_run_read_slower_than_codex_sends() {
     let mut events = 0usize;
     while let Some(event) = run.next_event().await {
         events += 1;
-        if events % 50 == 0 {
+        if events.is_multiple_of(50) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         if let Event::Delta {
