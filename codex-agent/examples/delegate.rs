@@ -27,7 +27,7 @@ use codex_asp::backend::AspBackendOptions;
 use codex_asp::broker::{self, BrokerOptions};
 use codex_asp::protocol::InitializeParams;
 use codex_cli_backend::CliBackend;
-use codex_core::{AuthMode, Backend, BackendKind, CodexBinary};
+use codex_core::{AuthContext, Backend, BackendKind, CodexBinary};
 
 /// The client name this example gives the app-server.
 const CLIENT_NAME: &str = "codex-agent-delegate-example";
@@ -83,14 +83,20 @@ async fn available_backends(codex: &CodexBinary) -> Vec<(BackendKind, Arc<dyn Ba
             backends.push((BackendKind::Broker, Arc::new(backend)));
         }
         Err(broker::Error::NotRunning { .. }) => {}
-        Err(e) => eprintln!("warning: the running broker cannot be reached ({e}); not using it"),
+        Err(e) => eprintln!(
+            "warning: the running broker cannot be reached ({}); not using it",
+            codex_core::ErrorChain(&e)
+        ),
     }
     if backends.is_empty() {
         let options =
             AspBackendOptions::default().client_info(CLIENT_NAME, env!("CARGO_PKG_VERSION"));
         match AspBackend::spawn(codex.clone(), options).await {
             Ok(backend) => backends.push((BackendKind::AppServer, Arc::new(backend))),
-            Err(e) => eprintln!("warning: no private app-server ({e}); only exec is offered"),
+            Err(e) => eprintln!(
+                "warning: no private app-server ({}); only exec is offered",
+                codex_core::ErrorChain(&e)
+            ),
         }
     }
     backends.push((
@@ -109,12 +115,8 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("error: {err}");
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
-            }
+            // the error and each of its causes, once
+            eprintln!("error: {}", codex_core::ErrorChain(&err));
             ExitCode::FAILURE
         }
     }
@@ -126,16 +128,14 @@ async fn run(args: Args) -> codex_agent::Result<Verified> {
     for (kind, backend) in available_backends(&codex).await {
         builder = builder.backend(kind, backend);
     }
-    // `codex login status` only knows stored credentials; a key in the environment counts too
-    let key_in_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-        .iter()
-        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
-    if !key_in_env {
-        let auth = codex.auth_mode(&[]).await?;
-        if auth != AuthMode::None {
+    // the configured model provider decides; "not logged in" only warns (codex may use a key
+    // from its environment or refresh its session) and a rejected run says so with codex's text
+    match codex.auth(&AuthContext::new()).await {
+        Ok(auth) => {
             eprintln!("codex {}: {auth}", codex.version());
+            builder = builder.auth(auth);
         }
-        builder = builder.auth(auth);
+        Err(e) => eprintln!("codex {}: sign-in unknown ({e})", codex.version()),
     }
     let delegate = builder.build();
 
@@ -169,7 +169,7 @@ async fn run(args: Args) -> codex_agent::Result<Verified> {
         Delegation::Finished(verified) => Ok(*verified),
         Delegation::Background(job) => {
             println!("job: {}", job.id());
-            println!("log: {}", job.log_path().display());
+            println!("log: {}", job.log_path()?.display());
             let mut last = None;
             while !job.is_finished() {
                 if let Ok(record) = job.record() {

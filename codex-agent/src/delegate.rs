@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use codex_core::jobs::{JobKind, JobStore};
-use codex_core::{AuthMode, Backend, BackendKind, CodexBinary, Feature, TaskSpec, ThreadId};
+use codex_core::{AuthMode, Backend, BackendKind, CodexBinary, TaskSpec, ThreadId};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -144,8 +144,11 @@ impl DelegateBuilder {
     }
 
     /// States how codex is signed in; every request is then checked against it before
-    /// anything starts (no credentials: [`Error::NotLoggedIn`]; Fast Mode without ChatGPT:
-    /// [`Error::Refused`]). Read it with [`CodexBinary::auth_mode`].
+    /// anything starts, refusing only what is certain (Fast Mode with an API key or another
+    /// model provider: [`Error::Refused`]). [`AuthMode::None`] ("not logged in") is no
+    /// refusal: codex may still run (a key in its environment, a session it refreshes), and
+    /// a run it rejects ends in [`Error::AuthRejected`] with codex's message. Read it with
+    /// [`CodexBinary::auth`].
     ///
     /// ```
     /// # let codex = codex_core::CodexBinary::from_parts("codex".into(), codex_core::CodexVersion::new(0, 169, 0), Default::default());
@@ -400,7 +403,7 @@ impl Delegate {
             Ok(p) => p,
             Err(e) => {
                 if let Ok(store) = self.job_store(&request.workspace()?) {
-                    let message = e.to_string();
+                    let message = codex_core::error_chain(&e);
                     let id = job_id.to_owned();
                     let _ = tokio::task::spawn_blocking(move || {
                         store.update(&id, |r| {
@@ -512,8 +515,13 @@ impl Delegate {
     async fn prepare(&self, request: &DelegateRequest, background: bool) -> Result<Prepared> {
         let spec = request.to_task_spec()?;
         if let Some(auth) = &self.inner.auth {
-            auth.require(Feature::CliRun)
-                .map_err(|e| Error::before_turn(None, e))?;
+            if *auth == AuthMode::None {
+                // no proof of failure: codex may use a key from its environment or refresh an
+                // expired session; a rejection comes back as Error::AuthRejected
+                tracing::warn!(
+                    "`codex login status` reports no stored credentials; running anyway"
+                );
+            }
             spec.check_auth(auth)
                 .map_err(|e| Error::before_turn(None, e))?;
         }
@@ -534,7 +542,10 @@ impl Delegate {
                 Ok(store) => Some(store),
                 // a foreground run only records itself: it can go on without the store
                 Err(e) if !background && !request.continuation().is_resume() => {
-                    tracing::warn!("running without a job record: {e}");
+                    tracing::warn!(
+                        "running without a job record: {}",
+                        codex_core::ErrorChain(&e)
+                    );
                     None
                 }
                 Err(e) => return Err(e),
@@ -645,7 +656,11 @@ async fn execute(
         let run = match started {
             Ok(run) => run,
             Err(e) if e.backend_unavailable() && i + 1 < total => {
-                tracing::warn!(backend = %kind, "backend unavailable, trying the next one: {e}");
+                tracing::warn!(
+                    backend = %kind,
+                    "backend unavailable, trying the next one: {}",
+                    codex_core::ErrorChain(&e)
+                );
                 continue;
             }
             Err(e) => return Err(e),

@@ -6,7 +6,8 @@ use std::time::Duration;
 use codex_core::event::{FileChangeKind, FileUpdate, ItemStatus};
 use codex_core::jobs::{JobKind, JobPhase, JobStatus, NewJob};
 use codex_core::{
-    ApprovalPolicy, BackendKind, Capabilities, CodexBinary, CodexVersion, Event, Item, ItemDetails,
+    ApprovalPolicy, BackendKind, Capabilities, CodexBinary, CodexVersion, Event, FailureKind, Item,
+    ItemDetails,
 };
 
 use crate::testing::{FakeBackend, Script, agent_message, completed, started, thread, turn};
@@ -187,7 +188,7 @@ async fn writes_outside_the_roots_are_refused_before_anything_starts() {
         .await
         .unwrap_err();
     assert!(err.is_refusal());
-    assert!(err.to_string().contains("--add-dir"), "{err}");
+    assert!(codex_core::error_chain(&err).contains("--add-dir"), "{err}");
     let err = delegate
         .spawn(
             env.request("x")
@@ -196,16 +197,39 @@ async fn writes_outside_the_roots_are_refused_before_anything_starts() {
         )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("create it first"), "{err}");
+    assert!(
+        codex_core::error_chain(&err).contains("create it first"),
+        "{err}"
+    );
     assert!(asp.calls().is_empty());
     let store = delegate.job_store(env.ws.path()).unwrap();
     assert!(store.list().unwrap().jobs.is_empty());
 }
 
 #[tokio::test]
-async fn not_logged_in_is_refused_before_anything_starts() {
+async fn not_logged_in_is_no_refusal_and_a_rejection_is_typed() {
     let env = Env::new();
-    let asp = FakeBackend::new(BackendKind::AppServer);
+    // `codex login status` says "Not logged in", yet codex may run (a provider without
+    // OpenAI login, a key in its environment, a session it refreshes)
+    let asp = FakeBackend::new(BackendKind::AppServer)
+        .script(Script::events(vec![
+            thread("t-ok"),
+            turn(Some("u")),
+            completed(agent_message("m", "done")),
+            Event::TurnCompleted {
+                turn_id: Some("u".into()),
+                usage: None,
+            },
+        ]))
+        .script(Script::events(vec![
+            thread("t-401"),
+            turn(Some("u")),
+            Event::TurnFailed {
+                turn_id: Some("u".into()),
+                message: "unexpected status 401 Unauthorized: no key".into(),
+                kind: FailureKind::Auth,
+            },
+        ]));
     let codex = CodexBinary::from_parts(
         "codex".into(),
         CodexVersion::new(0, 169, 0),
@@ -216,9 +240,13 @@ async fn not_logged_in_is_refused_before_anything_starts() {
         .backend(BackendKind::AppServer, Arc::new(asp.clone()))
         .auth(codex_core::AuthMode::None)
         .build();
-    let err = delegate.run(env.request("x")).await.unwrap_err();
-    assert!(matches!(err, Error::NotLoggedIn), "{err}");
-    assert!(asp.calls().is_empty());
+    let v = delegate.run(env.request("x")).await.unwrap();
+    assert_eq!(v.final_message(), Some("done"));
+    let err = delegate.run(env.request("y")).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::AuthRejected { message, .. } if message == "unexpected status 401 Unauthorized: no key"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -232,6 +260,7 @@ async fn failures_are_errors_and_recorded() {
             Event::TurnFailed {
                 turn_id: Some("u".into()),
                 message: "usage limit reached".into(),
+                kind: FailureKind::Other,
             },
         ]))
         // a backend that returns text without ever starting a thread

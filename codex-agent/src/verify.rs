@@ -17,7 +17,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use codex_core::{
-    BackendKind, CodexVersion, Event, Item, ItemDetails, Run, ThreadId, TurnId, TurnOutcome, Usage,
+    BackendKind, CodexVersion, Event, FailureKind, Item, ItemDetails, Run, ThreadId, TurnId,
+    TurnOutcome, Usage,
 };
 use serde::Serialize;
 use tokio::time::Instant;
@@ -238,7 +239,7 @@ fn touched(items: &[Item]) -> Vec<PathBuf> {
 #[derive(Debug, Clone)]
 enum End {
     Completed(Option<Usage>),
-    Failed(String),
+    Failed(String, FailureKind),
     Interrupted,
 }
 
@@ -346,9 +347,13 @@ impl Witness {
                 self.end = Some(End::Completed(*usage));
                 return Ok(Step::Ended);
             }
-            Event::TurnFailed { turn_id, message } => {
+            Event::TurnFailed {
+                turn_id,
+                message,
+                kind,
+            } => {
                 self.check_terminal(turn_id)?;
-                self.end = Some(End::Failed(message.clone()));
+                self.end = Some(End::Failed(message.clone(), *kind));
                 return Ok(Step::Ended);
             }
             Event::TurnInterrupted { turn_id } => {
@@ -403,7 +408,13 @@ impl Witness {
         let backend = self.backend;
         match self.end.clone() {
             None => Err(self.no_terminal(outcome)),
-            Some(End::Failed(message)) => Err(Error::TurnFailed {
+            Some(End::Failed(message, FailureKind::Auth)) => Err(Error::AuthRejected {
+                backend: Some(backend),
+                thread_id: self.thread_id,
+                turn_id: self.turn_id,
+                message,
+            }),
+            Some(End::Failed(message, _)) => Err(Error::TurnFailed {
                 backend,
                 thread_id: self.thread_id,
                 turn_id: self.turn_id,
@@ -421,7 +432,8 @@ impl Witness {
                     Err(e) => {
                         return Err(self.unverified(UnverifiedReason::OutcomeDisagrees {
                             detail: format!(
-                                "the events show a completed turn, the backend reported: {e}"
+                                "the events show a completed turn, the backend reported: {}",
+                                codex_core::ErrorChain(&e)
                             ),
                         }));
                     }
@@ -505,6 +517,16 @@ impl Witness {
                 message,
             } if self.turn_started => Error::TurnFailed {
                 backend,
+                thread_id: t.or(thread_id),
+                turn_id: turn_id.or(self.turn_id),
+                message,
+            },
+            codex_core::Error::AuthRejected {
+                thread_id: t,
+                turn_id,
+                message,
+            } => Error::AuthRejected {
+                backend: Some(backend),
                 thread_id: t.or(thread_id),
                 turn_id: turn_id.or(self.turn_id),
                 message,
@@ -695,6 +717,7 @@ mod tests {
             Event::TurnFailed {
                 turn_id: Some("u-1".into()),
                 message: "model overloaded".into(),
+                kind: FailureKind::Other,
             },
         ]));
         match witness(&fake, None).await {
@@ -703,6 +726,37 @@ mod tests {
             }) => {
                 assert_eq!(message, "model overloaded");
                 assert_eq!(thread_id.map(|t| t.0), Some("t-1".to_owned()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_turn_failed_for_credentials_is_auth_rejected_with_codex_text() {
+        let fake = FakeBackend::new(BackendKind::Exec).script(Script::events(vec![
+            thread("t-1"),
+            turn(None),
+            Event::TurnFailed {
+                turn_id: None,
+                message: "Missing environment variable: `KEY`.".into(),
+                kind: FailureKind::Auth,
+            },
+        ]));
+        match witness(&fake, None).await {
+            Err(err @ Error::AuthRejected { .. }) => {
+                let Error::AuthRejected {
+                    backend,
+                    thread_id,
+                    message,
+                    ..
+                } = &err
+                else {
+                    unreachable!()
+                };
+                assert_eq!(*backend, Some(BackendKind::Exec));
+                assert_eq!(message, "Missing environment variable: `KEY`.");
+                assert_eq!(thread_id.as_ref().map(|t| t.as_str()), Some("t-1"));
+                assert!(err.to_string().contains("`KEY`"), "{err}");
             }
             other => panic!("{other:?}"),
         }

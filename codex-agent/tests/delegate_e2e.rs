@@ -520,3 +520,127 @@ async fn a_failed_turn_through_the_app_server_is_an_error_without_result() {
     // the app-server was reached, so exec was not tried behind its back
     assert_eq!(s.mock.responses_requests().len(), 1);
 }
+
+/// How the `delegate` example (and any caller) learns the sign-in: the one detection of
+/// codex-core, with the codex process's environment.
+async fn detected_auth(codex: &CodexBinary, home: &CodexHome) -> codex_core::AuthMode {
+    let mut ctx = codex_core::AuthContext::new().envs(home.env());
+    for key in ENV_TO_REMOVE {
+        ctx = ctx.env_remove(*key);
+    }
+    codex.auth(&ctx).await.expect("detect the sign-in")
+}
+
+fn say_hi(ws: &TempWorkspace) -> DelegateRequest {
+    DelegateRequest::new("Say hi")
+        .intent(Intent::Free)
+        .cwd(ws.path())
+        .timeout(TURN)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_without_openai_login_runs_on_both_backends() {
+    // a model provider with requires_openai_auth = false and no stored key at all:
+    // `codex login status` says "Not logged in", the provider needs nothing
+    let s = Setup::new().await;
+    assert!(!s.home.path().join("auth.json").exists());
+    let codex = pinned().await;
+    let auth = detected_auth(&codex, &s.home).await;
+    assert_eq!(
+        auth,
+        codex_core::AuthMode::OtherProvider {
+            name: "mock".into()
+        }
+    );
+    let asp = app_server(&s.home).await;
+    for (kind, backend) in [
+        (
+            BackendKind::AppServer,
+            Arc::new(asp.clone()) as Arc<dyn Backend>,
+        ),
+        (BackendKind::Exec, exec_backend(codex.clone(), &s.home)),
+    ] {
+        let delegate = Delegate::builder(codex.clone())
+            .state_root(s.state.path())
+            .auth(auth.clone())
+            .backend(kind, backend)
+            .build();
+        s.mock.push(Reply::text("no login needed"));
+        let v = delegate.run(say_hi(&s.ws)).await.unwrap();
+        assert_eq!(v.backend(), kind);
+        assert_eq!(v.final_message(), Some("no login needed"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_out_is_no_refusal_and_a_rejection_is_auth_rejected() {
+    let s = Setup::new().await;
+    let codex = pinned().await;
+    // the provider wants an OpenAI login and none is stored, yet codex runs
+    let gated = CodexHome::new(&s.mock).requires_openai_auth(true);
+    let auth = detected_auth(&codex, &gated).await;
+    assert_eq!(auth, codex_core::AuthMode::None);
+    let delegate = Delegate::builder(codex.clone())
+        .state_root(s.state.path())
+        .auth(auth)
+        .backend(BackendKind::Exec, exec_backend(codex.clone(), &gated))
+        .build();
+    s.mock.push(Reply::text("ran signed out"));
+    let v = delegate.run(say_hi(&s.ws)).await.unwrap();
+    assert_eq!(v.final_message(), Some("ran signed out"));
+
+    // the provider rejects the credentials: codex's own message, typed, on both backends
+    let asp = app_server(&s.home).await;
+    let auth = detected_auth(&codex, &s.home).await;
+    for (kind, backend) in [
+        (
+            BackendKind::AppServer,
+            Arc::new(asp.clone()) as Arc<dyn Backend>,
+        ),
+        (BackendKind::Exec, exec_backend(codex.clone(), &s.home)),
+    ] {
+        // a state root of its own: only this run's job is in its store
+        let state = tempfile::tempdir().expect("state dir");
+        let ws = TempWorkspace::new();
+        let delegate = Delegate::builder(codex.clone())
+            .state_root(state.path())
+            .auth(auth.clone())
+            .backend(kind, backend)
+            .build();
+        s.mock.push(Reply::http_status(401));
+        let err = delegate.run(say_hi(&ws)).await.unwrap_err();
+        match &err {
+            Error::AuthRejected {
+                backend, message, ..
+            } => {
+                assert_eq!(*backend, Some(kind));
+                assert!(
+                    message.starts_with("unexpected status 401 Unauthorized"),
+                    "{message}"
+                );
+            }
+            other => panic!("{kind}: expected AuthRejected, got {other:?}"),
+        }
+        assert!(err.thread_id().is_some(), "{err}");
+        assert_jobs_failed_without_result(&delegate, ws.path());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_codex_with_an_unknown_version_delegates() {
+    let s = Setup::new().await;
+    let wrapper = codex_bridge_tests::VersionWrapper::new("codex-cli 0.0.0-dev");
+    let codex = CodexBinary::probe(wrapper.path()).await.unwrap();
+    assert!(!codex.version().is_known());
+    let delegate = s.delegate(
+        codex.clone(),
+        vec![(BackendKind::Exec, exec_backend(codex.clone(), &s.home))],
+    );
+    s.mock.push(Reply::text("dev build"));
+    let v = delegate.run(say_hi(&s.ws)).await.unwrap();
+    assert_eq!(v.final_message(), Some("dev build"));
+    assert_eq!(
+        v.codex_version().to_string(),
+        "unknown (codex-cli 0.0.0-dev)"
+    );
+}

@@ -69,7 +69,7 @@ pub enum Error {
     },
 
     /// The WebSocket connection could not be established.
-    #[error("could not open a WebSocket to {url}: {source}")]
+    #[error("could not open a WebSocket to {url}")]
     WebSocket {
         /// Where we tried to connect.
         url: String,
@@ -87,6 +87,22 @@ pub enum Error {
         detail: String,
     },
 
+    /// The server did not answer the `initialize` handshake in time
+    /// ([`ConnectionOptions::handshake_timeout`](crate::ConnectionOptions::handshake_timeout)).
+    /// The connection was closed and an app-server its transport launched was killed.
+    #[error(
+        "codex app-server did not answer initialize within {after:.1?} ({endpoint}{})",
+        program.as_ref().map(|p| format!(", program {}", p.display())).unwrap_or_default()
+    )]
+    HandshakeTimeout {
+        /// The transport's label: `stdio`, the URL or socket it connected to.
+        endpoint: String,
+        /// The launched program, when the transport launched one.
+        program: Option<std::path::PathBuf>,
+        /// The deadline that passed.
+        after: Duration,
+    },
+
     /// A message is larger than the configured bound.
     #[error("{what} message of {len} bytes exceeds the limit of {max} bytes")]
     MessageTooLarge {
@@ -99,7 +115,7 @@ pub enum Error {
     },
 
     /// The parameters of a request could not be serialized.
-    #[error("could not encode the parameters of {method}: {source}")]
+    #[error("could not encode the parameters of {method}")]
     Encode {
         /// The method.
         method: String,
@@ -109,7 +125,7 @@ pub enum Error {
     },
 
     /// The server's answer did not have the expected shape.
-    #[error("unexpected answer to {method}: {source}")]
+    #[error("unexpected answer to {method}")]
     Decode {
         /// The method.
         method: String,
@@ -135,7 +151,7 @@ pub enum Error {
     Broker(Box<crate::broker::Error>),
 
     /// An I/O error while doing `context`.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What we were doing.
         context: String,
@@ -310,7 +326,7 @@ impl fmt::Display for CloseReason {
                 }
             }
             CloseReason::Failed { message, source } => match source {
-                Some(source) => write!(f, "{message}: {source}"),
+                Some(source) => write!(f, "{message}: {}", codex_core::ErrorChain(&**source)),
                 None => f.write_str(message),
             },
             CloseReason::ClientClosed => f.write_str("closed by this client"),
@@ -355,3 +371,7 @@ mod tests {
         assert!(std::error::Error::source(&core).is_some());
     }
 }
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod chain_tests;

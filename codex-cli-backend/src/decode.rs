@@ -17,7 +17,7 @@
 
 use bytes::{Buf, BytesMut};
 use codex_core::event::{FileChangeKind, FileUpdate, ItemStatus, TodoEntry};
-use codex_core::{Event, Item, ItemDetails, Usage};
+use codex_core::{Event, FailureKind, Item, ItemDetails, Usage};
 use futures::{Stream, StreamExt as _};
 use serde::Deserialize;
 use serde_json::Value;
@@ -569,11 +569,15 @@ fn decode_value(value: Value, line: &str) -> Event {
             turn_id: None,
             usage: value.get("usage").and_then(decode_usage),
         },
-        "turn.failed" => Event::TurnFailed {
-            turn_id: None,
-            message: error_message(value.get("error"))
-                .unwrap_or_else(|| "the turn failed (codex gave no message)".to_owned()),
-        },
+        "turn.failed" => {
+            let message = error_message(value.get("error"))
+                .unwrap_or_else(|| "the turn failed (codex gave no message)".to_owned());
+            Event::TurnFailed {
+                turn_id: None,
+                kind: FailureKind::of_message(&message),
+                message,
+            }
+        }
         "error" => Event::Error {
             message: value
                 .get("message")
@@ -821,9 +825,18 @@ mod tests {
             decode_line(r#"{"type":"turn.failed","error":{"message":"boom"}}"#),
             Event::TurnFailed {
                 turn_id: None,
-                message: "boom".into()
+                message: "boom".into(),
+                kind: FailureKind::Other,
             }
         );
+        let line = r#"{"type":"turn.failed","error":{"message":"unexpected status 401 Unauthorized: bad key, url: http://127.0.0.1:9/v1/responses"}}"#;
+        assert!(matches!(
+            decode_line(line),
+            Event::TurnFailed {
+                kind: FailureKind::Auth,
+                ..
+            }
+        ));
         let e = decode_line(r#"{"type":"error","message":"Reconnecting... 1/5"}"#);
         assert_eq!(
             e,

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::event::{Event, Item, ItemDetails, ThreadId, TurnId, Usage};
+use crate::event::{Event, FailureKind, Item, ItemDetails, ThreadId, TurnId, Usage};
 use crate::spec::TaskSpec;
 
 /// Which way of running codex produced a result.
@@ -374,7 +374,7 @@ impl Drop for RunSink {
 #[derive(Debug, Clone)]
 enum Terminal {
     Completed(Option<Usage>),
-    Failed(String),
+    Failed(String, FailureKind),
     Interrupted,
 }
 
@@ -405,9 +405,13 @@ impl Accumulator {
                 self.set_turn(turn_id);
                 self.terminal = Some(Terminal::Completed(*usage));
             }
-            Event::TurnFailed { message, turn_id } => {
+            Event::TurnFailed {
+                message,
+                turn_id,
+                kind,
+            } => {
                 self.set_turn(turn_id);
-                self.terminal = Some(Terminal::Failed(message.clone()));
+                self.terminal = Some(Terminal::Failed(message.clone(), *kind));
             }
             Event::TurnInterrupted { turn_id } => {
                 self.set_turn(turn_id);
@@ -443,7 +447,12 @@ impl Accumulator {
                     "the turn completed but no thread id was seen",
                 )),
             },
-            Some(Terminal::Failed(message)) => Err(Error::TurnFailed {
+            Some(Terminal::Failed(message, FailureKind::Auth)) => Err(Error::AuthRejected {
+                thread_id: self.thread_id.take(),
+                turn_id: self.turn_id.take(),
+                message,
+            }),
+            Some(Terminal::Failed(message, _)) => Err(Error::TurnFailed {
                 thread_id: self.thread_id.take(),
                 turn_id: self.turn_id.take(),
                 message,
@@ -506,6 +515,7 @@ mod tests {
         sink.emit(Event::TurnFailed {
             turn_id: Some("u".into()),
             message: "boom".into(),
+            kind: FailureKind::Other,
         })
         .await;
         sink.finish(|| Error::NotLoggedIn);
@@ -524,6 +534,34 @@ mod tests {
         let (sink, run) = Run::channel(BackendKind::Exec, 4);
         drop(sink);
         assert!(matches!(run.wait().await, Err(Error::Backend { .. })));
+    }
+
+    #[tokio::test]
+    async fn an_auth_failure_is_its_own_error_with_codex_text() {
+        let (mut sink, run) = Run::channel(BackendKind::Exec, 4);
+        sink.emit(Event::ThreadStarted {
+            thread_id: "t".into(),
+        })
+        .await;
+        sink.emit(Event::TurnFailed {
+            turn_id: None,
+            message: "unexpected status 401 Unauthorized: nope".into(),
+            kind: FailureKind::Auth,
+        })
+        .await;
+        sink.finish(|| Error::NotLoggedIn);
+        match run.wait().await {
+            Err(err @ Error::AuthRejected { .. }) => {
+                assert_eq!(err.thread_id().map(ThreadId::as_str), Some("t"));
+                let text = err.to_string();
+                assert!(
+                    text.contains("unexpected status 401 Unauthorized: nope"),
+                    "{text}"
+                );
+                assert!(text.contains("codex login"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -275,6 +275,35 @@ pub enum DeltaKind {
     FileChangeOutput,
 }
 
+/// What kind of failure ended a turn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// Nothing more is known than codex's message.
+    #[default]
+    Other,
+    /// The model provider rejected (or never got) the credentials: the outcome is
+    /// [`crate::Error::AuthRejected`].
+    Auth,
+}
+
+impl FailureKind {
+    /// The kind told by codex's message alone ([`crate::auth::is_auth_rejection`]).
+    pub fn of_message(message: &str) -> FailureKind {
+        if crate::auth::is_auth_rejection(message) {
+            FailureKind::Auth
+        } else {
+            FailureKind::Other
+        }
+    }
+
+    /// Whether this is [`FailureKind::Other`].
+    pub fn is_other(&self) -> bool {
+        *self == FailureKind::Other
+    }
+}
+
 /// Something that happened during a turn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -327,6 +356,9 @@ pub enum Event {
         turn_id: Option<TurnId>,
         /// Codex's message.
         message: String,
+        /// What kind of failure it was, as far as the backend can tell.
+        #[serde(default, skip_serializing_if = "FailureKind::is_other")]
+        kind: FailureKind,
     },
     /// The turn was interrupted (app-server `turn/interrupt`).
     TurnInterrupted {
@@ -362,5 +394,35 @@ impl Event {
             self,
             Event::TurnCompleted { .. } | Event::TurnFailed { .. } | Event::TurnInterrupted { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_kind_round_trips_and_defaults_to_other() {
+        let auth = Event::TurnFailed {
+            turn_id: None,
+            message: "unexpected status 401 Unauthorized".into(),
+            kind: FailureKind::Auth,
+        };
+        let json = serde_json::to_value(&auth).unwrap();
+        assert_eq!(json["kind"], "auth");
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), auth);
+        // an event written before the field existed reads as Other, and Other is not written
+        let old = serde_json::json!({"event": "turn_failed", "turn_id": null, "message": "boom"});
+        let event: Event = serde_json::from_value(old.clone()).unwrap();
+        assert!(matches!(
+            &event,
+            Event::TurnFailed {
+                kind: FailureKind::Other,
+                ..
+            }
+        ));
+        assert_eq!(serde_json::to_value(&event).unwrap(), old);
+        assert_eq!(FailureKind::of_message("Not logged in"), FailureKind::Auth);
+        assert_eq!(FailureKind::of_message("boom"), FailureKind::Other);
     }
 }

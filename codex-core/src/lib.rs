@@ -40,11 +40,11 @@ pub mod process;
 pub mod spec;
 pub mod workspace;
 
-pub use auth::{AuthMode, Feature};
+pub use auth::{AuthContext, AuthMode, Feature};
 pub use backend::{Backend, BackendKind, CancelHandle, Run, RunSink, TurnOutcome};
-pub use binary::{Capabilities, CodexBinary, CodexVersion};
-pub use error::{Error, ExitSummary, Result};
-pub use event::{Event, Item, ItemDetails, ThreadId, TurnId, Usage};
+pub use binary::{Capabilities, CodexBinary, CodexVersion, ProbeOptions};
+pub use error::{Error, ErrorChain, ExitSummary, Result, error_chain};
+pub use event::{Event, FailureKind, Item, ItemDetails, ThreadId, TurnId, Usage};
 pub use spec::{
     ApprovalPolicy, ConfigOverride, Preset, ReasoningEffort, SandboxMode, ServiceTier, TaskSpec,
 };

@@ -441,11 +441,23 @@ impl TaskSpec {
         Ok(())
     }
 
-    /// Checks that the sign-in `auth` allows everything this spec asks for (Fast Mode needs
-    /// ChatGPT sign-in). Call before any request is made.
+    /// Refuses what the sign-in `auth` certainly cannot do for this spec: Fast Mode with an
+    /// API key or another model provider (Fast Mode needs ChatGPT sign-in). Call before any
+    /// request is made.
+    ///
+    /// [`AuthMode::None`] is never refused here (codex may find a key in its environment or
+    /// refresh its session): a run that codex then rejects ends in
+    /// [`Error::AuthRejected`] with codex's own message.
     pub fn check_auth(&self, auth: &AuthMode) -> Result<()> {
         if self.service_tier == Some(ServiceTier::Fast) {
-            auth.require(Feature::FastMode)?;
+            if auth.rules_out(Feature::FastMode) {
+                auth.require(Feature::FastMode)?;
+            } else if *auth == AuthMode::None {
+                tracing::warn!(
+                    "Fast Mode needs ChatGPT sign-in and `codex login status` reports none; \
+                     running anyway (codex may refresh its session)"
+                );
+            }
         }
         Ok(())
     }
@@ -544,6 +556,15 @@ mod tests {
             email: None,
         })
         .unwrap();
+        let err = spec
+            .check_auth(&AuthMode::OtherProvider {
+                name: "ollama".into(),
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::FeatureUnavailable { .. }), "{err}");
+        // "not logged in" is no certainty: codex may refresh its session
+        spec.check_auth(&AuthMode::None).unwrap();
+        TaskSpec::new("x").check_auth(&AuthMode::None).unwrap();
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Test support for codex-bridge: a scriptable mock of the OpenAI Responses API
 //! ([`mock::MockModel`]), a private offline `CODEX_HOME` ([`home::CodexHome`]), throw-away
-//! workspaces ([`home::TempWorkspace`]), the pinned-codex locator ([`pinned::pinned_codex`])
-//! and process checks ([`procs`]).
+//! workspaces ([`home::TempWorkspace`]), the pinned-codex locator ([`pinned::pinned_codex`]),
+//! process checks ([`procs`]) and a codex whose app-server never answers ([`silent`]).
 //!
 //! The crate also builds binaries: `fake-codex`, a fault-injecting stand-in for codex
 //! (`env!("CARGO_BIN_EXE_fake-codex")` in this package's tests; see its source for the
@@ -16,10 +16,11 @@ pub mod home;
 pub mod mock;
 pub mod pinned;
 pub mod procs;
+pub mod silent;
 
 pub use home::{CodexHome, TempWorkspace};
 pub use mock::{MockModel, RecordedRequest, Reply};
-pub use pinned::{PINNED_CODEX_VERSION, pinned_binary, pinned_codex};
+pub use pinned::{PINNED_CODEX_VERSION, VersionWrapper, pinned_binary, pinned_codex};
 
 /// `<workspace>/tests/fixtures`, where recorded codex output is kept.
 pub fn fixtures_dir() -> std::path::PathBuf {

@@ -85,6 +85,14 @@
 //! - With a workspace-write sandbox and no `bwrap` on PATH it sends a `configWarning`
 //!   notification ("Codex could not find bubblewrap on PATH ... will use the bundled
 //!   bubblewrap").
+//! - A 401 ends the turn `failed` with the same "unexpected status 401 Unauthorized: .."
+//!   message as exec and `codexErrorInfo: {"httpConnectionFailed":{"httpStatusCode":401}}`
+//!   (an `error` notification with `willRetry: false` comes first); a missing `env_key`
+//!   variable fails the turn with "Missing environment variable: `NAME`." and
+//!   `codexErrorInfo: "other"`, before any request.
+//! - `requires_openai_auth = true` with nothing stored: `account/read` answers
+//!   `{account: null, requiresOpenaiAuth: true}`, `codex login status` says "Not logged in",
+//!   and turns still run (exec too), with no `authorization` header.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

@@ -7,8 +7,9 @@
 
 use std::path::PathBuf;
 
-/// The codex CLI version the whole test suite is pinned to.
-pub const PINNED_CODEX_VERSION: &str = "0.169.0";
+/// The codex CLI version the whole test suite is pinned to: the one line of
+/// `codex-version.txt` at the workspace root (xtask reads the same file).
+pub const PINNED_CODEX_VERSION: &str = include_str!("../../codex-version.txt").trim_ascii();
 
 /// The workspace root (the parent of this crate's folder).
 pub fn workspace_root() -> PathBuf {
@@ -77,9 +78,93 @@ pub async fn pinned_binary() -> codex_core::CodexBinary {
         .clone()
 }
 
+/// A shell script that answers `--version` with `output` (nothing at all when empty) and
+/// runs the pinned codex for everything else: a codex whose version the parser does not know
+/// (`codex-cli test`, a development build `codex-cli 0.0.0-dev`, a wrapper printing
+/// nothing). It lives under `<target>/codex-wrappers/` and is removed on drop.
+#[derive(Debug)]
+pub struct VersionWrapper {
+    dir: tempfile::TempDir,
+}
+
+impl VersionWrapper {
+    /// Writes the wrapper.
+    ///
+    /// # Panics
+    /// When the pinned codex is missing or the script cannot be written.
+    pub fn new(output: &str) -> VersionWrapper {
+        use std::os::unix::fs::PermissionsExt as _;
+        let real = pinned_codex();
+        let parent = target_dir().join("codex-wrappers");
+        std::fs::create_dir_all(&parent)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
+        let dir = tempfile::Builder::new()
+            .prefix("w-")
+            .tempdir_in(&parent)
+            .unwrap_or_else(|e| panic!("cannot create a dir in {}: {e}", parent.display()));
+        let print = if output.is_empty() {
+            String::new()
+        } else {
+            format!("printf '%s\\n' {}; ", sh_quote(output))
+        };
+        let script = format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ] || [ \"$1\" = -V ]; then {print}exit 0; fi\nexec {} \"$@\"\n",
+            sh_quote(&real.to_string_lossy())
+        );
+        let path = dir.path().join("codex");
+        std::fs::write(&path, script)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
+        VersionWrapper { dir }
+    }
+
+    /// The script.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("codex")
+    }
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_known_version_is_the_pinned_one() {
+        assert_eq!(
+            codex_core::binary::NEWEST_KNOWN_VERSION,
+            PINNED_CODEX_VERSION,
+            "move NEWEST_KNOWN_VERSION in codex-core/src/binary.rs with the pin"
+        );
+    }
+
+    #[test]
+    fn a_version_wrapper_answers_version_and_runs_codex_otherwise() {
+        let w = VersionWrapper::new("codex-cli it's a test");
+        let out = std::process::Command::new(w.path())
+            .arg("--version")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "codex-cli it's a test\n"
+        );
+        let out = std::process::Command::new(w.path())
+            .args(["exec", "--help"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("--json"));
+        let w = VersionWrapper::new("");
+        let out = std::process::Command::new(w.path())
+            .arg("--version")
+            .output()
+            .unwrap();
+        assert!(out.stdout.is_empty() && out.status.success());
+    }
 
     #[test]
     #[should_panic(
@@ -99,7 +184,9 @@ mod tests {
     fn the_pinned_install_is_under_tools() {
         let path = pinned_install_path();
         assert!(path.starts_with(workspace_root().join(".tools")));
-        assert!(path.ends_with("codex-0.169.0/node_modules/.bin/codex"));
+        assert!(path.ends_with(format!(
+            "codex-{PINNED_CODEX_VERSION}/node_modules/.bin/codex"
+        )));
         assert!(workspace_root().join("Cargo.toml").exists());
     }
 }

@@ -20,7 +20,9 @@ use codex_asp::transport::TransportOptions;
 use codex_asp::transport::ws::{WsAuth, WsServer, WsServerOptions};
 use codex_asp::{AspBackend, Error as AspError};
 use codex_bridge_tests::home::ENV_TO_REMOVE;
-use codex_bridge_tests::procs::wait_until_gone_async;
+use codex_bridge_tests::procs::{
+    kill_all_of, processes_with_env, wait_until_gone_async, wait_until_home_is_quiet,
+};
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace, pinned_codex};
 use codex_core::event::{DeltaKind, FileChangeKind, ItemStatus};
 use codex_core::process::CodexCommand;
@@ -233,6 +235,170 @@ async fn streamed_deltas_arrive_in_order() {
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].last_user_text().as_deref(), Some("Say hello"));
     assert_eq!(requests[0].header("originator"), Some("codex-bridge-tests"));
+}
+
+/// How many text deltas the burst tests stream: far beyond a run's subscription queue
+/// (`DEFAULT_SUBSCRIPTION_CAPACITY`, 16 Ki) and event queue.
+const BURST: usize = 200_000;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_deltas_reaches_a_run_read_slower_than_codex_sends() {
+    let mock = MockModel::start().await;
+    let pieces: Vec<String> = (0..BURST).map(|i| format!("{i},")).collect();
+    let expected = pieces.concat();
+    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    mock.push(Reply::streamed(&refs));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let backend = spawn(options(&home).default_timeout(Duration::from_secs(600))).await;
+    let started = Instant::now();
+    let mut run = backend.start(task(&ws, "Talk a lot")).await.unwrap();
+    // slower than codex: nothing is read until the mock has sent the whole burst, then a
+    // pause every 50 events
+    mock.wait_for_requests(1, TURN).await.unwrap();
+    while mock.open_streams() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the mock is still sending"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut text = String::new();
+    let mut events = 0usize;
+    while let Some(event) = run.next_event().await {
+        events += 1;
+        if events.is_multiple_of(50) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if let Event::Delta {
+            kind: DeltaKind::AgentMessage,
+            delta,
+            ..
+        } = &event
+        {
+            text.push_str(delta);
+        }
+    }
+    let outcome = run.outcome().await.unwrap_or_else(|e| panic!("{e}"));
+    let stats = backend.connection().stats();
+    eprintln!(
+        "{BURST} deltas through codex in {:?}: {events} events read, {} merged, {} lagged",
+        started.elapsed(),
+        stats.coalesced_events,
+        stats.lagged_events
+    );
+    assert!(
+        text == expected,
+        "the streamed text differs ({} bytes of {})",
+        text.len(),
+        expected.len()
+    );
+    assert_eq!(outcome.final_message.as_deref(), Some(expected.as_str()));
+    assert_eq!(stats.lagged_events, 0);
+}
+
+/// The `turn` example of codex-asp, built once from this checkout.
+fn turn_example() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        // target/<profile>/deps/asp_e2e-<hash> -> target/<profile>/examples/turn
+        let target = exe
+            .ancestors()
+            .nth(2)
+            .ok_or("no target directory")?
+            .join("examples")
+            .join("turn");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let out = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "codex-asp", "--example", "turn"])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("running cargo: {e}"))?;
+        if !out.status.success() || !target.is_file() {
+            return Err(format!(
+                "cargo build -p codex-asp --example turn failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(target)
+    });
+    match built {
+        Ok(path) => path.clone(),
+        Err(e) => panic!("the turn example is needed: {e}"),
+    }
+}
+
+/// The `turn` example with `home`'s environment and `codex` as `CODEX_BIN`.
+fn turn_command(codex: &std::path::Path, env: &[(String, String)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(turn_example());
+    for key in ENV_TO_REMOVE {
+        cmd.env_remove(key);
+    }
+    cmd.envs(env.iter().cloned())
+        .env("CODEX_BIN", codex)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_turn_example_survives_a_burst_of_deltas() {
+    let mock = MockModel::start().await;
+    let pieces: Vec<String> = (0..BURST).map(|i| format!("{i},")).collect();
+    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    mock.push(Reply::streamed(&refs));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let out = turn_command(&pinned_codex(), &home.env())
+        .arg("--cd")
+        .arg(ws.path())
+        .args(["--timeout", "300", "talk a lot"])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(600), out)
+        .await
+        .expect("the example ends")
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}\n{stderr}", out.status);
+    assert!(
+        stdout.ends_with(&format!("final message:\n{}\n", pieces.concat())),
+        "{stderr}"
+    );
+    assert_no_process_left(&home).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_turn_example_bounds_a_silent_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let codex = codex_bridge_tests::silent::silent_codex(dir.path());
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let home = home.to_string_lossy().into_owned();
+    let started = Instant::now();
+    let out = turn_command(&codex, &[("CODEX_HOME".to_owned(), home.clone())])
+        .args(["--timeout", "3", "hello"])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("the example ends")
+        .expect("run the example");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("did not answer initialize within") && stderr.contains("codex"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(2), "{stderr}");
+    if let Err(pids) = wait_until_gone_async("CODEX_HOME", &home, Duration::from_secs(10)).await {
+        panic!("the silent app-server survived: {pids:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -698,6 +864,93 @@ async fn account_with_and_without_a_stored_key() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn core_auth_detection_agrees_with_account_read() {
+    // CodexBinary::auth reads the provider from config.toml and -c overrides; the
+    // app-server's account/read knows it from the inside: they must agree
+    let mock = MockModel::start().await;
+    let codex = pinned().await;
+    let plain = CodexHome::new(&mock);
+    let gated = CodexHome::new(&mock).requires_openai_auth(true);
+    let keyed = CodexHome::new(&mock).requires_openai_auth(true);
+    keyed.store_api_key("sk-test-0123456789").unwrap();
+    let openai = ("model_provider", "openai");
+    let cases: [(&CodexHome, Option<(&str, &str)>); 5] = [
+        (&plain, None),
+        (&plain, Some(openai)),
+        (&gated, None),
+        (&keyed, None),
+        (&keyed, Some(("model_provider", "ollama"))),
+    ];
+    for (home, over) in cases {
+        let mut ctx = codex_core::AuthContext::new().envs(home.env());
+        for key in ENV_TO_REMOVE {
+            ctx = ctx.env_remove(*key);
+        }
+        let mut opts = options(home);
+        if let Some((key, value)) = over {
+            ctx = ctx.config(key, value);
+            opts = opts.args(["-c".to_owned(), format!("{key}=\"{value}\"")]);
+        }
+        let ours = codex.auth(&ctx).await.unwrap();
+        let backend = spawn(opts).await;
+        let theirs = backend.account().await.unwrap();
+        assert_eq!(ours, theirs, "{over:?} in {}", home.config_toml());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_login_is_auth_rejected_with_codex_text() {
+    let mock = MockModel::start().await;
+    let ws = TempWorkspace::new();
+    mock.push(Reply::http_status(401));
+    let home = CodexHome::new(&mock);
+    let backend = spawn(options(&home)).await;
+    let err = backend.run(task(&ws, "who am I")).await.unwrap_err();
+    match &err {
+        Error::AuthRejected {
+            thread_id: Some(_),
+            turn_id: Some(_),
+            message,
+        } => assert!(
+            message.starts_with("unexpected status 401 Unauthorized"),
+            "{message}"
+        ),
+        other => panic!("expected AuthRejected, got {other:?}"),
+    }
+    drop(backend);
+
+    let keyed = CodexHome::new(&mock).env_key("CODEX_BRIDGE_TEST_MISSING_KEY");
+    let backend = spawn(options(&keyed)).await;
+    let err = backend.run(task(&ws, "no key")).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::AuthRejected { message, .. }
+            if message.contains("Missing environment variable: `CODEX_BRIDGE_TEST_MISSING_KEY`")),
+        "{err:?}"
+    );
+    assert_eq!(mock.request_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_server_with_an_unknown_version_runs_turns() {
+    let mock = MockModel::start().await;
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    for output in ["codex-cli test", "codex-cli 0.0.0-dev", ""] {
+        let wrapper = codex_bridge_tests::VersionWrapper::new(output);
+        let binary = CodexBinary::probe(wrapper.path()).await.unwrap();
+        assert!(!binary.version().is_known(), "{output:?}");
+        let backend = AspBackend::spawn(binary, options(&home)).await.unwrap();
+        mock.push(Reply::text("unknown but fine"));
+        let outcome = backend.run(task(&ws, "hi")).await.unwrap();
+        assert_eq!(
+            outcome.final_message.as_deref(),
+            Some("unknown but fine"),
+            "{output:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn rate_limits_without_chatgpt_are_refused_before_asking() {
     let mock = MockModel::start().await;
     let home = CodexHome::new(&mock);
@@ -875,8 +1128,7 @@ async fn websocket_turn_with_a_token_and_401_without() {
     }
     let core = codex_asp::backend::to_core(err, codex_core::BackendKind::AppServer, "connecting");
     assert!(
-        core.to_string()
-            .contains("missing or wrong capability token"),
+        codex_core::error_chain(&core).contains("missing or wrong capability token"),
         "{core}"
     );
 }
@@ -944,4 +1196,116 @@ async fn plain_turn_transcript_snapshot() {
     let ws_path = ws.path().canonicalize().unwrap();
     normalize(&mut value, &home_str(&home), &ws_path.to_string_lossy());
     insta::assert_json_snapshot!("asp_plain_turn_events", value);
+}
+
+// ---------------------------------------------------------------------------------------
+// the realistic home: shell snapshot on, a slow login profile that leaves a child behind
+
+/// Waits until the app-server's shell snapshot ran the slow profile of `home` (its looping
+/// child is up).
+async fn wait_for_profile_child(home: &CodexHome) {
+    let user_home = home
+        .user_home()
+        .expect("a realistic home")
+        .to_string_lossy()
+        .into_owned();
+    let deadline = Instant::now() + TURN;
+    while processes_with_env("HOME", &user_home).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "codex never ran the login profile of {user_home} (is the shell snapshot on?)"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Fails (after killing them) when processes of `home` survive.
+async fn assert_home_is_quiet(home: &CodexHome, after: &str) {
+    if let Err(left) = wait_until_home_is_quiet(home, Duration::from_secs(10)).await {
+        kill_all_of(home);
+        panic!("processes survived {after}:\n{left}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_dropping_the_backend_mid_turn_leaves_no_process() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = spawn(options(&home)).await;
+    let mut run = backend.start(task(&ws, "Hang")).await.unwrap();
+    until_turn_started(&mut run).await;
+    wait_for_profile_child(&home).await;
+    drop(run);
+    drop(backend);
+    assert_home_is_quiet(&home, "dropping the app-server backend").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_timeout_and_cancel_then_drop_leave_no_process() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    mock.push(Reply::hang());
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = spawn(options(&home)).await;
+
+    let run = backend
+        .start(task(&ws, "Hang").timeout(Duration::from_secs(8)))
+        .await
+        .unwrap();
+    wait_for_profile_child(&home).await;
+    let err = run.wait().await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+
+    let mut run = backend.start(task(&ws, "Hang again")).await.unwrap();
+    until_turn_started(&mut run).await;
+    run.cancel();
+    let err = run.wait().await.unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err:?}");
+
+    drop(backend);
+    assert_home_is_quiet(&home, "a timed-out and a cancelled app-server turn").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_killing_the_app_server_kills_its_tree() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = spawn(options(&home)).await;
+    let process = backend
+        .connection()
+        .process()
+        .cloned()
+        .expect("a spawned backend has a process");
+    let mut run = backend.start(task(&ws, "Hang")).await.unwrap();
+    until_turn_started(&mut run).await;
+    wait_for_profile_child(&home).await;
+    process.kill();
+    let (_, outcome) = collect(run).await;
+    assert!(
+        matches!(outcome, Err(Error::ProcessExited { .. })),
+        "{outcome:?}"
+    );
+    // the backend is still alive: the kill alone took the whole tree
+    assert_home_is_quiet(&home, "killing the app-server").await;
+    drop(backend);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_completed_turn_then_drop_leaves_no_process() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::text("done").delayed(Duration::from_secs(3)));
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = spawn(options(&home)).await;
+    let run = backend.start(task(&ws, "say done")).await.unwrap();
+    wait_for_profile_child(&home).await;
+    let outcome = run.wait().await.unwrap();
+    assert_eq!(outcome.final_message.as_deref(), Some("done"));
+    drop(backend);
+    assert_home_is_quiet(&home, "dropping the backend after a completed turn").await;
 }

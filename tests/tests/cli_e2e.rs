@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use codex_bridge_tests::home::ENV_TO_REMOVE;
-use codex_bridge_tests::procs::wait_until_gone_async;
+use codex_bridge_tests::procs::{
+    kill_all_of, processes_with_env, wait_until_gone_async, wait_until_home_is_quiet,
+};
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace};
 use codex_cli_backend::{ArgFiles, CliBackend, Mode};
 use codex_core::ExitSummary;
@@ -452,15 +454,26 @@ async fn missing_binary_says_how_to_install() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn auth_mode_reads_stored_credentials() {
+async fn auth_mode_follows_the_provider_then_the_stored_credentials() {
     let mock = MockModel::start().await;
+    // the mock provider needs no OpenAI login: `codex login status` says "Not logged in"
+    // and does not matter
     let fresh = CodexHome::new(&mock);
+    assert!(!fresh.path().join("auth.json").exists());
     assert_eq!(
         backend(&fresh).await.auth_mode().await.unwrap(),
-        AuthMode::None
+        AuthMode::OtherProvider {
+            name: "mock".into()
+        }
     );
 
-    let stored = CodexHome::new(&mock);
+    // a provider that needs an OpenAI login: `codex login status` decides
+    let gated = CodexHome::new(&mock).requires_openai_auth(true);
+    assert_eq!(
+        backend(&gated).await.auth_mode().await.unwrap(),
+        AuthMode::None
+    );
+    let stored = CodexHome::new(&mock).requires_openai_auth(true);
     stored.store_api_key("sk-test-stored-123456789").unwrap();
     assert_eq!(
         backend(&stored).await.auth_mode().await.unwrap(),
@@ -468,7 +481,7 @@ async fn auth_mode_reads_stored_credentials() {
     );
 
     // our own login: the key goes on stdin
-    let ours = CodexHome::new(&mock);
+    let ours = CodexHome::new(&mock).requires_openai_auth(true);
     let b = backend(&ours).await;
     b.login_with_api_key("sk-test-ours-123456789")
         .await
@@ -490,26 +503,167 @@ async fn auth_mode_reads_stored_credentials() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fast_mode_is_refused_before_codex_runs_without_chatgpt() {
     let mock = MockModel::start().await;
-    let home = CodexHome::new(&mock);
-    home.store_api_key("sk-test-fast-123456789").unwrap();
+    let ws = TempWorkspace::new();
+    // an API key, and a provider without OpenAI login: both certainly lack Fast Mode
+    let keyed = CodexHome::new(&mock).requires_openai_auth(true);
+    keyed.store_api_key("sk-test-fast-123456789").unwrap();
+    let other = CodexHome::new(&mock);
+    for (home, auth) in [
+        (&keyed, AuthMode::ApiKey),
+        (
+            &other,
+            AuthMode::OtherProvider {
+                name: "mock".into(),
+            },
+        ),
+    ] {
+        let err = backend(home)
+            .await
+            .start(task(&ws, "fast").service_tier(ServiceTier::Fast))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::FeatureUnavailable {
+                    feature: Feature::FastMode,
+                    auth: a,
+                } if *a == auth
+            ),
+            "{err:?}"
+        );
+    }
+    assert_eq!(mock.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_out_is_no_refusal_when_codex_can_run() {
+    // `codex login status` says "Not logged in", the provider wants an OpenAI login, and yet
+    // codex runs the turn (here: the mock asks for no key; in life: a key in the environment
+    // or a session codex refreshes). Even Fast Mode is left to codex.
+    let mock = MockModel::start().await;
+    mock.push(Reply::text("ran anyway"));
+    mock.push(Reply::text("fast anyway"));
+    let home = CodexHome::new(&mock).requires_openai_auth(true);
     let ws = TempWorkspace::new();
     let backend = backend(&home).await;
+    assert_eq!(backend.auth_mode().await.unwrap(), AuthMode::None);
+    let outcome = backend.run(task(&ws, "go")).await.unwrap();
+    assert_eq!(outcome.final_message.as_deref(), Some("ran anyway"));
+    let outcome = backend
+        .run(task(&ws, "go fast").service_tier(ServiceTier::Fast))
+        .await
+        .unwrap();
+    assert_eq!(outcome.final_message.as_deref(), Some("fast anyway"));
+}
 
-    let err = backend
-        .start(task(&ws, "fast").service_tier(ServiceTier::Fast))
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_login_is_auth_rejected_with_codex_text() {
+    let mock = MockModel::start().await;
+    let ws = TempWorkspace::new();
+    // the provider answers 401
+    mock.push(Reply::http_status(401));
+    let home = CodexHome::new(&mock);
+    let err = backend(&home)
+        .await
+        .run(task(&ws, "who am I"))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::AuthRejected {
+            thread_id: Some(_),
+            message,
+            ..
+        } => assert!(
+            message.starts_with("unexpected status 401 Unauthorized"),
+            "{message}"
+        ),
+        other => panic!("expected AuthRejected, got {other:?}"),
+    }
+    assert!(err.to_string().contains("codex login"), "{err}");
+
+    // the provider's env_key variable is not set: codex refuses before any request
+    let requests = mock.request_count();
+    let keyed = CodexHome::new(&mock).env_key("CODEX_BRIDGE_TEST_MISSING_KEY");
+    let err = backend(&keyed)
+        .await
+        .run(task(&ws, "no key"))
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::FeatureUnavailable {
-                feature: Feature::FastMode,
-                auth: AuthMode::ApiKey
-            }
-        ),
+        matches!(&err, Error::AuthRejected { message, .. }
+            if message.contains("Missing environment variable: `CODEX_BRIDGE_TEST_MISSING_KEY`")),
+        "{err:?}"
+    );
+    assert_eq!(mock.request_count(), requests);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn task_overrides_choose_the_provider_for_auth() {
+    // a home whose provider needs an OpenAI login, and a task that switches to one that
+    // does not (`-c model_provider=...`): Fast Mode is refused for the task's provider
+    let mock = MockModel::start().await;
+    let base = mock.base_url();
+    let home = CodexHome::new(&mock)
+        .requires_openai_auth(true)
+        .extra_toml(&format!(
+            "[model_providers.local]\nname = \"local\"\nbase_url = \"{base}\"\nwire_api = \"responses\"\nrequest_max_retries = 0\nstream_max_retries = 0\nsupports_websockets = false\n"
+        ));
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+    assert_eq!(backend.auth_mode().await.unwrap(), AuthMode::None);
+    let err = backend
+        .start(
+            task(&ws, "fast")
+                .config("model_provider", "local")
+                .service_tier(ServiceTier::Fast),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::FeatureUnavailable { auth: AuthMode::OtherProvider { name }, .. } if name == "local"),
         "{err:?}"
     );
     assert_eq!(mock.request_count(), 0);
+    // and the override really is what codex uses: the turn runs on "local"
+    mock.push(Reply::text("via local"));
+    let outcome = backend
+        .run(task(&ws, "hi").config("model_provider", "local"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.final_message.as_deref(), Some("via local"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_codex_with_an_unknown_version_runs_turns() {
+    let mock = MockModel::start().await;
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    for output in ["codex-cli test", "codex-cli 0.0.0-dev", ""] {
+        let wrapper = codex_bridge_tests::VersionWrapper::new(output);
+        let binary = CodexBinary::probe(wrapper.path()).await.unwrap();
+        assert!(!binary.version().is_known(), "{output:?}");
+        // the flags still come from its --help
+        assert_eq!(binary.capabilities(), pinned().await.capabilities());
+        let mut b = CliBackend::builder()
+            .binary(binary)
+            .envs(home.env())
+            .default_timeout(TURN);
+        for key in ENV_TO_REMOVE {
+            b = b.env_remove(*key);
+        }
+        let backend = b.build().unwrap();
+        mock.push(Reply::text("unknown but fine"));
+        let outcome = backend
+            .run(task(&ws, "hi").preset(Preset::FullAuto))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome.final_message.as_deref(),
+            Some("unknown but fine"),
+            "{output:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -900,4 +1054,116 @@ async fn resuming_an_unknown_thread_is_process_exited() {
         other => panic!("expected ProcessExited, got {other:?}"),
     }
     assert_eq!(mock.request_count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// the realistic home: shell snapshot on, a slow login profile that leaves a child behind
+
+/// Waits until codex's shell snapshot ran the slow profile of `home` (its looping child is
+/// up), so that a test stops codex while the login shell and its child are alive.
+async fn wait_for_profile_child(home: &CodexHome) {
+    let user_home = home
+        .user_home()
+        .expect("a realistic home")
+        .to_string_lossy()
+        .into_owned();
+    let deadline = Instant::now() + TURN;
+    while processes_with_env("HOME", &user_home).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "codex never ran the login profile of {user_home} (is the shell snapshot on?)"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Fails (after killing them) when processes of `home` survive.
+async fn assert_home_is_quiet(home: &CodexHome, after: &str) {
+    if let Err(left) = wait_until_home_is_quiet(home, Duration::from_secs(10)).await {
+        kill_all_of(home);
+        panic!("processes survived {after}:\n{left}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_timeout_leaves_no_process() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let run = backend
+        .start(task(&ws, "hang").timeout(Duration::from_secs(8)))
+        .await
+        .unwrap();
+    wait_for_profile_child(&home).await;
+    let err = run.wait().await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert_home_is_quiet(&home, "a timed-out codex exec").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_cancel_leaves_no_process() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let run = backend.start(task(&ws, "hang")).await.unwrap();
+    mock.wait_for_requests(1, TURN).await.ok();
+    wait_for_profile_child(&home).await;
+    run.cancel();
+    let err = run.wait().await.unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err:?}");
+    assert_home_is_quiet(&home, "a cancelled codex exec").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_dropping_the_run_leaves_no_process() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let run = backend.start(task(&ws, "hang")).await.unwrap();
+    wait_for_profile_child(&home).await;
+    drop(run);
+    assert_home_is_quiet(&home, "a dropped codex exec run").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_completed_turn_leaves_no_process() {
+    let mock = MockModel::start().await;
+    // answer only once the profile ran, so the login shell is alive during the turn
+    mock.push(Reply::text("done").delayed(Duration::from_secs(3)));
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let run = backend.start(task(&ws, "say done")).await.unwrap();
+    wait_for_profile_child(&home).await;
+    let outcome = run.wait().await.unwrap();
+    assert_eq!(outcome.final_message.as_deref(), Some("done"));
+    assert_home_is_quiet(&home, "a completed codex exec turn").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_auth_mode_without_and_with_a_stored_key() {
+    let mock = MockModel::start().await;
+    let fresh = CodexHome::realistic(&mock);
+    assert_eq!(
+        backend(&fresh).await.auth_mode().await.unwrap(),
+        AuthMode::None
+    );
+    let stored = CodexHome::realistic(&mock);
+    stored.store_api_key("sk-test-realistic-123456789").unwrap();
+    assert_eq!(
+        backend(&stored).await.auth_mode().await.unwrap(),
+        AuthMode::ApiKey
+    );
+    assert_home_is_quiet(&fresh, "codex login status").await;
+    assert_home_is_quiet(&stored, "codex login status").await;
 }

@@ -87,7 +87,7 @@ pub enum CompanionError {
     },
 
     /// Starting or signalling a worker process failed.
-    #[error("job {job_id}: {what}: {source}")]
+    #[error("job {job_id}: {what}")]
     Worker {
         /// The job.
         job_id: String,
@@ -98,8 +98,18 @@ pub enum CompanionError {
         source: std::io::Error,
     },
 
+    /// Codex did not start within the job's timeout (finding it, reaching an app-server or
+    /// the broker, the handshake); nothing of the job ran.
+    #[error("codex did not start within the job's timeout of {after:?} (still {waiting_for})")]
+    StartTimeout {
+        /// The job's timeout.
+        after: std::time::Duration,
+        /// What start-up was doing when the time ran out.
+        waiting_for: &'static str,
+    },
+
     /// An I/O error while doing `context`.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
@@ -144,9 +154,11 @@ impl CompanionError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CompanionError::Usage(_) => ExitCode::Usage,
-            CompanionError::Store(StoreError::NotFound { .. } | StoreError::Ambiguous { .. }) => {
-                ExitCode::Usage
-            }
+            CompanionError::Store(
+                StoreError::NotFound { .. }
+                | StoreError::Ambiguous { .. }
+                | StoreError::InvalidId { .. },
+            ) => ExitCode::Usage,
             _ => ExitCode::Failure,
         }
     }

@@ -436,7 +436,7 @@ pub async fn run_native_review(
         Ok(r) => (Some(r.thread_id.clone()), r.turn_id.clone()),
         Err(e) => (e.thread_id().cloned(), None),
     };
-    let message = result.as_ref().err().map(ToString::to_string);
+    let message = result.as_ref().err().map(|e| codex_core::error_chain(e));
     let cancelled = matches!(result, Err(crate::Error::Cancelled { .. }));
     let raw = result.as_ref().ok().map(|r| r.raw.clone());
     let store2 = store.clone();
@@ -575,6 +575,16 @@ async fn review_turn(
             message,
         } => crate::Error::TurnFailed {
             backend: kind,
+            thread_id: t.or(thread_id.clone()),
+            turn_id: u.or(turn_id.clone()),
+            message,
+        },
+        codex_core::Error::AuthRejected {
+            thread_id: t,
+            turn_id: u,
+            message,
+        } => crate::Error::AuthRejected {
+            backend: Some(kind),
             thread_id: t.or(thread_id.clone()),
             turn_id: u.or(turn_id.clone()),
             message,

@@ -89,6 +89,24 @@ pub struct TurnError {
     pub additional_details: Option<String>,
 }
 
+impl TurnError {
+    /// Whether codex says the model provider rejected the credentials: `codexErrorInfo`
+    /// `"unauthorized"` (e.g. a session that could not be refreshed), or an HTTP status 401 in
+    /// any of its `{"<kind>":{"httpStatusCode":401}}` forms (as codex's own TUI reads it).
+    /// Errors without that information (a missing `env_key` variable is `"other"`) fall
+    /// back to codex's wording ([`codex_core::auth::is_auth_rejection`]).
+    pub fn is_auth_rejection(&self) -> bool {
+        let structured = match &self.codex_error_info {
+            Some(Value::String(kind)) => kind == "unauthorized",
+            Some(Value::Object(map)) => map
+                .values()
+                .any(|detail| detail.get("httpStatusCode").and_then(Value::as_u64) == Some(401)),
+            _ => false,
+        };
+        structured || codex_core::auth::is_auth_rejection(&self.message)
+    }
+}
+
 /// A turn: one user request and the agent's work on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -418,6 +436,11 @@ pub struct ThreadListParams {
     /// Full-text filter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_term: Option<String>,
+    /// Only these threads (at most 100 ids, repeated on every page; an empty list matches
+    /// nothing; an id that is not a UUID is answered with -32602). Codex 0.171.0 and later;
+    /// older codex accepts and ignores unknown fields, so there it filters nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub included_thread_ids: Option<Vec<String>>,
     /// Additional fields sent verbatim (for fields this crate does not type).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -711,7 +734,7 @@ pub struct ReviewStartParams {
     pub thread_id: String,
     /// What to review.
     pub target: ReviewTarget,
-    /// Only `"inline"` in 0.169.0.
+    /// Only `"inline"` in 0.169.0 and 0.171.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<String>,
 }
@@ -781,4 +804,27 @@ pub struct ThreadTokenUsage {
     /// Context window of the model, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_context_window: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn thread_list_params_wire() {
+        assert_eq!(
+            serde_json::to_value(ThreadListParams::default()).unwrap(),
+            json!({})
+        );
+        let params = ThreadListParams {
+            limit: Some(5),
+            included_thread_ids: Some(vec!["01a211d9-2b5a-7842-bdb1-21e6224ea1cf".into()]),
+            ..ThreadListParams::default()
+        };
+        assert_eq!(
+            serde_json::to_value(params).unwrap(),
+            json!({"limit": 5, "includedThreadIds": ["01a211d9-2b5a-7842-bdb1-21e6224ea1cf"]})
+        );
+    }
 }

@@ -1,8 +1,8 @@
 //! `codex app-server` over its stdin and stdout, one JSON message per line.
 //!
 //! The process is launched with [`codex_core::process::CodexCommand`]: it leads its own
-//! process group, the group is killed when the transport is dropped, and its stderr is drained
-//! into a bounded tail. When the process exits, the reading half reports
+//! process group, its whole process tree (whatever group or session a descendant moved to)
+//! is killed when the transport is dropped, and its stderr is drained into a bounded tail. When the process exits, the reading half reports
 //! [`CloseReason::ProcessExited`](crate::error::CloseReason::ProcessExited) with the exit status
 //! and that tail, within milliseconds of the exit.
 //!
@@ -46,6 +46,7 @@ pub struct ProcessExit {
 #[derive(Clone)]
 pub struct ProcessHandle {
     pid: Option<u32>,
+    program: Option<std::path::PathBuf>,
     kill_tx: mpsc::UnboundedSender<()>,
     exit: watch::Receiver<Option<ProcessExit>>,
     tail: StderrTail,
@@ -55,6 +56,7 @@ impl fmt::Debug for ProcessHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessHandle")
             .field("pid", &self.pid)
+            .field("program", &self.program)
             .field("exit", &*self.exit.borrow())
             .finish_non_exhaustive()
     }
@@ -66,7 +68,12 @@ impl ProcessHandle {
         self.pid
     }
 
-    /// Kills the whole process group (SIGKILL); does not wait.
+    /// The program that was launched.
+    pub fn program(&self) -> Option<&std::path::PathBuf> {
+        self.program.as_ref()
+    }
+
+    /// Kills the whole process tree (SIGKILL; see [`codex_core::process`]); does not wait.
     pub fn kill(&self) {
         let _ = self.kill_tx.send(());
     }
@@ -132,6 +139,7 @@ pub(crate) fn watch_process(
     let (owner_tx, owner_rx) = oneshot::channel();
     let handle = ProcessHandle {
         pid: process.pid(),
+        program: Some(process.program().to_owned()),
         kill_tx,
         exit: exit_rx.clone(),
         tail: process.stderr_tail(),
@@ -152,12 +160,12 @@ async fn watcher(
         tokio::select! {
             status = process.wait() => break status,
             cmd = kill_rx.recv(), if !handles_gone => match cmd {
-                Some(()) => process.kill_group(),
+                Some(()) => process.kill_tree(),
                 None => handles_gone = true,
             },
             _ = &mut owner_rx, if !owner_gone => {
                 owner_gone = true;
-                process.kill_group();
+                process.kill_tree();
             }
         }
     };
@@ -178,5 +186,5 @@ async fn watcher(
         status,
         stderr_tail,
     }));
-    // dropping the process kills what is left of its group
+    // dropping the process kills what is left of its tree
 }

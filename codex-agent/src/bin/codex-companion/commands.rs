@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use codex_agent::companion::connect::{
-    self, Connected, Interrupt, broker_binary, broker_status, interrupt_through_broker,
+    self, Connected, Interrupt, JobClock, broker_binary, broker_status, interrupt_through_broker,
 };
 use codex_agent::companion::jobspec::{
     BackendChoice, JobSpec, Stopped, detach_from_caller, start_worker, stop_worker,
@@ -18,7 +18,7 @@ use codex_agent::companion::{CompanionError, ExitCode, adversarial, render};
 use codex_agent::prompt::Intent;
 use codex_agent::{Continuation, Delegate, DelegateRequest, Verified};
 use codex_core::jobs::{JobKind, JobRecord, JobStatus, JobStore, NewJob};
-use codex_core::{AuthMode, BackendKind, CodexBinary, ThreadId};
+use codex_core::{AuthContext, AuthMode, BackendKind, CodexBinary, ErrorChain, ThreadId};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -79,20 +79,28 @@ impl Ctx {
     /// Prints `text` on stdout, or `doc` with `--json`.
     fn emit(&self, text: &str, doc: &Value) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(doc).unwrap_or_else(|_| doc.to_string())
             );
         } else if text.ends_with('\n') {
-            print!("{text}");
+            out!("{text}");
         } else {
-            println!("{text}");
+            outln!("{text}");
         }
     }
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx::new(&cli.global)?;
+    if matches!(
+        cli.command,
+        Command::Task(_) | Command::Review(_) | Command::AdversarialReview(_)
+    ) {
+        // what codex's commands leave behind when their parent dies (the children of its
+        // shell-snapshot login shell) is re-parented to us and killed with codex's tree
+        adopt_orphans("codex-companion");
+    }
     match cli.command {
         Command::Task(args) => task(&ctx, args).await,
         Command::Review(args) => review(&ctx, args).await,
@@ -109,19 +117,31 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 fn progress() -> EventCallback {
     Arc::new(|event| {
         if let Some(line) = progress_line(event) {
-            eprintln!("[codex] {line}");
+            errln!("[codex] {line}");
         }
     })
 }
 
 fn note(line: &str) {
-    eprintln!("[codex-companion] {line}");
+    errln!("[codex-companion] {line}");
 }
 
-async fn codex() -> Result<CodexBinary> {
-    CodexBinary::discover_cached()
-        .await
+/// The codex to run, found within the job's time.
+async fn codex(clock: &JobClock) -> Result<CodexBinary> {
+    clock
+        .bound("probing codex", CodexBinary::discover_cached())
+        .await?
         .map_err(|e| anyhow!(codex_agent::Error::from(e)))
+}
+
+/// What is left of the job's time for its turn, marking the job failed when start-up used
+/// it all.
+fn turn_time(store: &JobStore, job_id: &str, clock: &JobClock) -> Result<Duration> {
+    clock.turn_time("starting the turn").map_err(|e| {
+        let err = anyhow!(e);
+        fail_job(store, job_id, &err);
+        err
+    })
 }
 
 /// Runs `fut`; SIGINT or SIGTERM call `on_signal` (which should make `fut` end soon, as
@@ -144,7 +164,7 @@ async fn with_signals<T>(
 
 /// Marks a job failed (best effort), for failures before its run started.
 fn fail_job(store: &JobStore, id: &str, err: &anyhow::Error) {
-    let message = format!("{err:#}");
+    let message = codex_core::error_chain(err.as_ref());
     let _ = store.append_log(id, &format!("failed: {message}"));
     let _ = store.update(id, |r| {
         if r.status.is_finished() {
@@ -155,19 +175,19 @@ fn fail_job(store: &JobStore, id: &str, err: &anyhow::Error) {
     });
 }
 
-/// Connects for a job, marking it failed when that is impossible.
+/// Connects for a job within its time, marking it failed when that is impossible.
 async fn connect_for(
     store: &JobStore,
     job_id: &str,
     codex: &CodexBinary,
     choice: BackendChoice,
-    timeout: Option<Duration>,
+    clock: JobClock,
     private_args: &[String],
 ) -> Result<Connected> {
     let connected = if private_args.is_empty() {
-        connect::connect(codex, choice, timeout).await
+        connect::connect(codex, choice, clock).await
     } else {
-        connect::connect_private(codex, timeout, private_args).await
+        connect::connect_private(codex, clock, private_args).await
     };
     match connected {
         Ok(c) => {
@@ -262,7 +282,7 @@ async fn task(ctx: &Ctx, args: TaskArgs) -> Result<ExitCode> {
     }
     request
         .to_task_spec()
-        .map_err(|e| CompanionError::usage(e.to_string()))?;
+        .map_err(|e| CompanionError::usage(codex_core::error_chain(&e)))?;
     let job = store
         .create(NewJob::new(JobKind::Task, &prompt, args.write))
         .map_err(CompanionError::from)?;
@@ -271,14 +291,17 @@ async fn task(ctx: &Ctx, args: TaskArgs) -> Result<ExitCode> {
         return start_background(ctx, &store, &job, request);
     }
     note(&format!("job {}", job.id));
-    let codex = match codex().await {
+    // --timeout covers the whole job: finding codex, connecting, the turn
+    let clock = JobClock::start(timeout);
+    let codex = match codex(&clock).await {
         Ok(c) => c,
         Err(e) => {
             fail_job(&store, &job.id, &e);
             return Err(e);
         }
     };
-    let connected = connect_for(&store, &job.id, &codex, ctx.choice, Some(timeout), &[]).await?;
+    let connected = connect_for(&store, &job.id, &codex, ctx.choice, clock, &[]).await?;
+    let request = request.timeout(turn_time(&store, &job.id, &clock)?);
     let delegate = connected.delegate(&codex, Some(progress()));
     let outcome = run_job(&delegate, &job.id, request).await?;
     Ok(finish_turn(ctx, &store, &job.id, outcome, |v| {
@@ -296,7 +319,7 @@ fn start_background(
     let start = || -> Result<u32> {
         JobSpec::new(request, ctx.choice).save(store, &job.id)?;
         if let Err(e) = JobSpec::prune_orphans(store) {
-            tracing::debug!("pruning job specs: {e}");
+            tracing::debug!("pruning job specs: {}", ErrorChain(&e));
         }
         let exe = std::env::current_exe().context("finding this executable")?;
         Ok(start_worker(&exe, store, &job.id)?)
@@ -375,13 +398,14 @@ fn finish_turn(
             let status = record
                 .as_ref()
                 .map_or("failed".to_owned(), |r| r.status.to_string());
-            eprintln!("codex-companion: job {job_id} {status}: {err}");
+            let message = codex_core::jobs::redact(&codex_core::error_chain(&err));
+            errln!("codex-companion: job {job_id} {status}: {message}");
             if ctx.json {
                 let doc = json!({
                     "ok": false,
                     "job_id": job_id,
                     "status": status,
-                    "error": err.to_string(),
+                    "error": message,
                     "error_kind": error_kind(&err),
                     "thread_id": err.thread_id(),
                 });
@@ -400,6 +424,7 @@ fn error_kind(err: &codex_agent::Error) -> &'static str {
         E::SpawnRefused { .. } => "spawn_refused",
         E::ConnectionLost { .. } => "connection_lost",
         E::TurnFailed { .. } => "turn_failed",
+        E::AuthRejected { .. } => "auth_rejected",
         E::TurnIncomplete { .. } => "turn_incomplete",
         E::Unverified { .. } => "unverified",
         E::Timeout { .. } => "timeout",
@@ -416,13 +441,25 @@ fn error_kind(err: &codex_agent::Error) -> &'static str {
 // ---------------------------------------------------------------------------------------
 // worker
 
+/// Makes this process a child subreaper (see `codex_core::process::become_subreaper`);
+/// says so on stderr when the system refuses.
+fn adopt_orphans(who: &str) {
+    if let Err(e) = codex_core::process::become_subreaper() {
+        eprintln!("{who}: {e}; orphans of codex's commands go to init");
+    }
+}
+
 async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
     if let Err(e) = detach_from_caller() {
-        eprintln!("codex-companion worker: {e}; going on in the caller's session");
+        errln!(
+            "codex-companion worker: {}; going on in the caller's session",
+            ErrorChain(&e)
+        );
     }
+    adopt_orphans("codex-companion worker");
     let store = ctx.store()?;
     let id = store.get(&args.job).map_err(CompanionError::from)?.id;
-    eprintln!(
+    errln!(
         "codex-companion worker {} runs job {id}",
         std::process::id()
     );
@@ -434,7 +471,9 @@ async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
             return Err(err);
         }
     };
-    let codex = match codex().await {
+    // the job's timeout covers its start-up: a worker never waits on codex for longer
+    let clock = JobClock::start(spec.request.get_timeout().unwrap_or(DEFAULT_TIMEOUT));
+    let codex = match codex(&clock).await {
         Ok(c) => c,
         Err(e) => {
             fail_job(&store, &id, &e);
@@ -442,32 +481,36 @@ async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
             return Err(e);
         }
     };
-    let connected = match connect_for(&store, &id, &codex, spec.backend, None, &[]).await {
-        Ok(c) => c,
+    let started = match connect_for(&store, &id, &codex, spec.backend, clock, &[]).await {
+        Ok(c) => turn_time(&store, &id, &clock).map(|left| (c, left)),
+        Err(e) => Err(e),
+    };
+    let (connected, left) = match started {
+        Ok(started) => started,
         Err(e) => {
             JobSpec::remove(&store, &id);
             return Err(e);
         }
     };
-    eprintln!(
+    errln!(
         "codex-companion worker: running on the {} backend",
         connected.kind()
     );
     let delegate = connected.delegate(&codex, None);
-    let outcome = run_job(&delegate, &id, spec.request).await;
+    let outcome = run_job(&delegate, &id, spec.request.timeout(left)).await;
     JobSpec::remove(&store, &id);
     match outcome? {
         Ok(v) => {
-            eprintln!(
+            errln!(
                 "codex-companion worker: job {id} completed on thread {}",
                 v.thread_id()
             );
             Ok(ExitCode::Success)
         }
         Err(e) => {
-            eprintln!(
+            errln!(
                 "codex-companion worker: job {id} ended: {}",
-                codex_core::jobs::redact(&e.to_string())
+                codex_core::jobs::redact(&codex_core::error_chain(&e))
             );
             Ok(ExitCode::Failure)
         }
@@ -504,7 +547,9 @@ async fn review(ctx: &Ctx, args: ReviewArgs) -> Result<ExitCode> {
         ))
         .map_err(CompanionError::from)?;
     note(&format!("job {}: review of {}", job.id, scope.describe()));
-    let codex = match codex().await {
+    // --timeout covers the whole job; the review gets what start-up leaves
+    let clock = JobClock::start(timeout);
+    let codex = match codex(&clock).await {
         Ok(c) => c,
         Err(e) => {
             fail_job(&store, &job.id, &e);
@@ -522,15 +567,7 @@ async fn review(ctx: &Ctx, args: ReviewArgs) -> Result<ExitCode> {
         }
         None => Vec::new(),
     };
-    let connected = connect_for(
-        &store,
-        &job.id,
-        &codex,
-        ctx.choice,
-        Some(timeout),
-        &private_args,
-    )
-    .await?;
+    let connected = connect_for(&store, &job.id, &codex, ctx.choice, clock, &private_args).await?;
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let outcome = with_signals(
@@ -607,14 +644,17 @@ async fn adversarial_review(ctx: &Ctx, args: AdversarialArgs) -> Result<ExitCode
         .create(NewJob::new(JobKind::AdversarialReview, &title, false))
         .map_err(CompanionError::from)?;
     note(&format!("job {}: {title}", job.id));
-    let codex = match codex().await {
+    // --timeout covers the whole job: finding codex, connecting, the turn
+    let clock = JobClock::start(timeout);
+    let codex = match codex(&clock).await {
         Ok(c) => c,
         Err(e) => {
             fail_job(&store, &job.id, &e);
             return Err(e);
         }
     };
-    let connected = connect_for(&store, &job.id, &codex, ctx.choice, Some(timeout), &[]).await?;
+    let connected = connect_for(&store, &job.id, &codex, ctx.choice, clock, &[]).await?;
+    let request = request.timeout(turn_time(&store, &job.id, &clock)?);
     let delegate = connected.delegate(&codex, Some(progress()));
     let outcome = run_job(&delegate, &job.id, request).await?;
     Ok(finish_turn(ctx, &store, &job.id, outcome, |v| {
@@ -665,7 +705,7 @@ async fn status(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         report = store.list().map_err(CompanionError::from)?;
     }
     for corrupt in &report.corrupt {
-        eprintln!("codex-companion: warning: {corrupt}");
+        errln!("codex-companion: warning: {}", ErrorChain(corrupt));
     }
     let listed = render::listed(&report.jobs, args.all);
     let mut text = String::new();
@@ -690,7 +730,7 @@ async fn status(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         "workspace": store.workspace_root(),
         "jobs": listed.iter().map(|j| render::job_json(j)).collect::<Vec<_>>(),
         "hidden": hidden,
-        "corrupt": report.corrupt.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "corrupt": report.corrupt.iter().map(|e| codex_core::error_chain(e)).collect::<Vec<_>>(),
     });
     ctx.emit(&text, &doc);
     let pending = args.wait && report.jobs.iter().any(|j| !j.status.is_finished());
@@ -730,7 +770,7 @@ fn result(ctx: &Ctx, arg: JobArg) -> Result<ExitCode> {
         ctx.emit(&text, &doc);
     } else {
         // not an answer: a failure or "still running" goes to stderr
-        eprint!("{text}");
+        err!("{text}");
     }
     Ok(code)
 }
@@ -744,7 +784,7 @@ async fn cancel(ctx: &Ctx, arg: JobArg) -> Result<ExitCode> {
         if ctx.json {
             ctx.emit(&text, &doc);
         }
-        eprint!("{text}");
+        err!("{text}");
         return Ok(ExitCode::Failure);
     }
     // the record first: whatever the worker reports afterwards, the job ends cancelled
@@ -826,27 +866,35 @@ async fn setup(ctx: &Ctx) -> Result<ExitCode> {
     let codex = match CodexBinary::locate(None) {
         Ok(path) => match CodexBinary::probe(&path).await {
             Ok(codex) => {
-                lines.push(format!(
-                    "codex:   {} (codex-cli {})",
-                    codex.path().display(),
-                    codex.version()
-                ));
+                let version = codex.version();
+                let shown = if version.is_known() {
+                    format!("codex-cli {version}")
+                } else {
+                    format!(
+                        "version {version}; assuming codex {}",
+                        codex_core::binary::NEWEST_KNOWN_VERSION
+                    )
+                };
+                lines.push(format!("codex:   {} ({shown})", codex.path().display()));
                 doc["codex"] = json!({
                     "found": true,
                     "path": codex.path(),
-                    "version": codex.version().to_string(),
+                    "version": version.to_string(),
+                    "version_known": version.is_known(),
                 });
                 Some(codex)
             }
             Err(e) => {
+                let e = codex_core::error_chain(&e);
                 lines.push(format!("codex:   {} does not work: {e}", path.display()));
-                doc["codex"] = json!({"found": true, "path": path, "error": e.to_string()});
+                doc["codex"] = json!({"found": true, "path": path, "error": e});
                 None
             }
         },
         Err(e) => {
+            let e = codex_core::error_chain(&e);
             lines.push(format!("codex:   not found ({e})"));
-            doc["codex"] = json!({"found": false, "error": e.to_string()});
+            doc["codex"] = json!({"found": false, "error": e});
             None
         }
     };
@@ -859,15 +907,16 @@ async fn setup(ctx: &Ctx) -> Result<ExitCode> {
             );
         }
         Some(codex) => {
-            let auth = codex.auth_mode(&[]).await;
+            let auth = codex.auth(&AuthContext::new()).await;
             match &auth {
                 Ok(mode) => {
                     lines.push(format!("auth:    {mode}"));
                     doc["auth"] = json!({"mode": auth_name(mode), "description": mode.to_string()});
                 }
                 Err(e) => {
+                    let e = codex_core::error_chain(e);
                     lines.push(format!("auth:    unknown ({e})"));
-                    doc["auth"] = json!({"mode": "unknown", "error": e.to_string()});
+                    doc["auth"] = json!({"mode": "unknown", "error": e});
                 }
             }
             if matches!(auth, Ok(AuthMode::None)) {
@@ -916,8 +965,9 @@ async fn setup(ctx: &Ctx) -> Result<ExitCode> {
                 None => "broker:  not running, and codex-broker was not found".to_owned(),
             }),
             Err(e) => {
+                let e = codex_core::error_chain(&e);
                 lines.push(format!("broker:  unreachable ({e})"));
-                broker["error"] = json!(e.to_string());
+                broker["error"] = json!(e);
             }
         }
         if broker_bin.is_none() {
