@@ -20,6 +20,7 @@ use codex_core::event::{FileChangeKind, FileUpdate, ItemStatus, TodoEntry};
 use codex_core::{Event, FailureKind, Item, ItemDetails, Usage};
 use futures::{Stream, StreamExt as _};
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use tokio::io::AsyncRead;
 use tokio_util::codec::{Decoder, FramedRead};
@@ -291,10 +292,10 @@ mod fast {
     use codex_core::event::{FileChangeKind, FileUpdate, TodoEntry};
     use codex_core::{Event, Item, ItemDetails, Usage};
     use serde::Deserialize;
-    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor, value::MapAccessDeserializer};
+    use serde::de::{Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
     use serde_json::Value;
 
-    use super::{ChangeEntry, TodoItem, status};
+    use super::{ChangeEntry, Rest, TodoItem, status};
 
     /// `T` read from a JSON object only (an array is an error).
     struct MapOnly<T>(T);
@@ -316,70 +317,6 @@ mod fast {
                 .map(MapOnly)
         }
     }
-
-    /// Members the typed structs do not know, read as strictly as the [`Value`] path reads
-    /// them (number ranges, string escapes, serde_json's nesting limit) and dropped. Without
-    /// it serde skips them with `IgnoredAny`, which accepts `1e400` or 200 levels of
-    /// nesting, and the typed pass would decode lines the [`Value`] path refuses.
-    #[derive(Default)]
-    struct Strict;
-
-    impl<'de> Deserialize<'de> for Strict {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            deserializer.deserialize_any(StrictVisitor).map(|()| Strict)
-        }
-    }
-
-    struct StrictVisitor;
-
-    impl<'de> Visitor<'de> for StrictVisitor {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_str<E>(self, _: &str) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_unit<E>(self) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_none<E>(self) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            Strict::deserialize(d).map(|_| ())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while seq.next_element::<Strict>()?.is_some() {}
-            Ok(())
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while map.next_entry::<Strict, Strict>()?.is_some() {}
-            Ok(())
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Rest {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            deserializer.deserialize_map(StrictVisitor).map(|()| Rest)
-        }
-    }
-
-    /// The members a struct does not name (`#[serde(flatten)]`), checked by [`Strict`].
-    #[derive(Default)]
-    struct Rest;
 
     #[derive(Deserialize)]
     struct Line<'a> {
@@ -669,10 +606,74 @@ struct CommandItem {
     status: String,
 }
 
+/// Members the typed structs do not know, read as strictly as the [`Value`] path reads
+/// them (number ranges, string escapes, serde_json's nesting limit) and dropped. Without
+/// it serde skips them with `IgnoredAny`, which accepts `1e400` or 200 levels of
+/// nesting, and the typed pass would decode lines the [`Value`] path refuses.
+struct Strict;
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(|()| Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        Strict::deserialize(d).map(|_| ())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<Strict>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<Strict, Strict>()?.is_some() {}
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for Rest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(StrictVisitor).map(|()| Rest)
+    }
+}
+
+/// The members a struct does not name (`#[serde(flatten)]`), checked by [`Strict`].
+struct Rest;
+
 #[derive(Deserialize)]
 struct ChangeEntry {
     path: std::path::PathBuf,
     kind: String,
+    #[serde(flatten)]
+    _rest: Rest,
 }
 
 #[derive(Deserialize)]
@@ -706,6 +707,8 @@ struct TodoItem {
     text: String,
     #[serde(default)]
     completed: bool,
+    #[serde(flatten)]
+    _rest: Rest,
 }
 
 #[derive(Deserialize)]
@@ -1170,6 +1173,9 @@ mod tests {
                 format!(
                     r#"{{"type":"item.completed","item":{{"id":"i","type":"reasoning","text":"t","x":{deep}}}}}"#
                 ),
+                format!(
+                    r#"{{"type":"item.completed","item":{{"id":"i","type":"file_change","changes":[{{"path":"p","kind":"add","x":{deep}}}],"status":"completed"}}}}"#
+                ),
             ] {
                 assert_same(&line);
             }
@@ -1180,6 +1186,8 @@ mod tests {
             r#"{"type":"item.completed","item":{"id":"i","type":"reasoning","text":"t","x":1e400}}"#,
             r#"{"type":"turn.completed","usage":{"input_tokens":1,"x":-1e400}}"#,
             r#"{"type":"turn.started","x":"\ud800"}"#,
+            r#"{"type":"item.completed","item":{"id":"i","type":"file_change","changes":[{"path":"p","kind":"add","x":1e400}],"status":"completed"}}"#,
+            r#"{"type":"item.updated","item":{"id":"i","type":"todo_list","items":[{"text":"a","x":-1e400}]}}"#,
         ] {
             assert_same(line);
             assert!(
