@@ -628,7 +628,7 @@ async fn execute(
     tracker: &mut Option<JobTracker>,
     cancel: &CancellationToken,
 ) -> Result<Verified> {
-    let deadline = prepared.spec.timeout.map(|d| (Instant::now() + d, d));
+    let deadline = prepared.spec.timeout.map(|d| (deadline_after(d), d));
     if let (Some(t), Some(first)) = (tracker.as_mut(), prepared.candidates.first()) {
         t.claim(*first).await?;
     }
@@ -685,6 +685,13 @@ async fn execute(
     Err(Error::NoBackend {
         reason: "every candidate backend was unavailable".into(),
     })
+}
+
+/// `now + after`, saturating a year from now: `Instant + Duration` panics on overflow, and
+/// a timeout such as `codex-companion task --timeout 18446744073709551615` would overflow.
+fn deadline_after(after: std::time::Duration) -> Instant {
+    const YEAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+    Instant::now() + after.min(YEAR)
 }
 
 async fn sleep_until(deadline: Option<(Instant, std::time::Duration)>) {

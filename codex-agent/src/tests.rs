@@ -374,6 +374,20 @@ async fn timeouts_stop_the_turn() {
     assert!(jobs[0].error.as_deref().unwrap().contains("timed out"));
 }
 
+/// Found by `cargo xtask fuzz` (companion arguments): `task --timeout 18446744073709551615`
+/// parses, and adding that many seconds to an `Instant` panicked.
+#[tokio::test]
+async fn a_huge_timeout_is_no_panic() {
+    let env = Env::new();
+    let exec = FakeBackend::new(BackendKind::Exec).script(working_turn("t-1", None));
+    let delegate = env.delegate(&[&exec]);
+    let verified = delegate
+        .run(env.request("x").timeout(Duration::from_secs(u64::MAX)))
+        .await
+        .unwrap();
+    assert_eq!(verified.thread_id().as_str(), "t-1");
+}
+
 #[tokio::test]
 async fn resume_last_continues_this_workspaces_latest_task_thread_only() {
     let env = Env::new();

@@ -1110,7 +1110,7 @@ impl Driver {
 /// Maps the notifications of one thread to the core events of one turn (and its
 /// sub-turns), and knows when that turn ended.
 #[derive(Debug)]
-struct TurnTracker {
+pub(crate) struct TurnTracker {
     thread_id: String,
     /// Our turn (the id `turn/start` or `review/start` answered).
     root: String,
@@ -1118,11 +1118,11 @@ struct TurnTracker {
     turns: HashSet<String>,
     usage: Option<Usage>,
     started: bool,
-    done: bool,
+    pub(crate) done: bool,
 }
 
 impl TurnTracker {
-    fn new(thread_id: String, root: String) -> Self {
+    pub(crate) fn new(thread_id: String, root: String) -> Self {
         let mut turns = HashSet::new();
         turns.insert(root.clone());
         TurnTracker {
@@ -1143,7 +1143,7 @@ impl TurnTracker {
         Some(TurnId(self.root.clone()))
     }
 
-    fn on_notification(&mut self, n: &Notification) -> Vec<Event> {
+    pub(crate) fn on_notification(&mut self, n: &Notification) -> Vec<Event> {
         let unknown = || Event::Unknown {
             kind: n.method().to_owned(),
             raw: n.params().clone(),

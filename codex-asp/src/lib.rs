@@ -63,6 +63,8 @@ pub mod backend;
 pub mod broker;
 pub mod connection;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod protocol;
 pub mod service;
 pub mod transport;

@@ -504,7 +504,10 @@ impl Driver {
         prompt: String,
     ) {
         let feeder = tokio::spawn(feed_prompt(stdin, prompt));
-        let deadline = self.timeout.map(|t| Instant::now() + t);
+        // saturating: `Instant + Duration` panics on overflow (a timeout of u64::MAX seconds)
+        let deadline = self
+            .timeout
+            .map(|t| Instant::now() + t.min(Duration::from_secs(365 * 24 * 3600)));
         let mut frames = FramedRead::new(stdout, JsonlFraming::new(self.max_line_bytes));
         let mut drain_until: Option<Instant> = None;
         // when the terminal event arrived: the end of codex's grace to exit
@@ -799,6 +802,25 @@ echo '{{"type":"turn.completed"}}'"#,
             "{schema_path} was left behind"
         );
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
+    /// Found by `cargo xtask fuzz` (companion arguments): a timeout of u64::MAX seconds
+    /// overflowed `Instant + Duration`, a panic.
+    #[tokio::test]
+    async fn a_huge_timeout_is_no_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let body = r#"cat > /dev/null
+echo '{"type":"thread.started","thread_id":"t-h"}'
+echo '{"type":"turn.completed"}'"#;
+        let b = backend(script(dir.path(), "codex", body), tmp.path())
+            .build()
+            .unwrap();
+        let outcome = b
+            .run(TaskSpec::new("hi").timeout(Duration::from_secs(u64::MAX)))
+            .await
+            .unwrap();
+        assert_eq!(outcome.thread_id.as_str(), "t-h");
     }
 
     #[tokio::test]

@@ -127,10 +127,16 @@ impl Decoder for JsonlFraming {
                 return Ok(Some(Frame::Line(lossy_line(&line[..line.len() - 1]))));
             }
             if buf.len() > self.max {
-                let prefix = truncate_lossy(&buf[..], UNDECODABLE_TEXT_LIMIT);
                 // the over-long line may already end further on in the buffer
-                match buf[window..].iter().position(|b| *b == b'\n') {
-                    Some(off) => buf.advance(window + off + 1),
+                let end = buf[window..]
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map(|off| window + off);
+                // the prefix is of this line only, not of the lines after it
+                let prefix =
+                    truncate_lossy(&buf[..end.unwrap_or(buf.len())], UNDECODABLE_TEXT_LIMIT);
+                match end {
+                    Some(end) => buf.advance(end + 1),
                     None => {
                         buf.clear();
                         self.discarding = true;
@@ -246,6 +252,17 @@ pub fn decode_line(line: &str) -> Event {
     decode_slow(trimmed, line)
 }
 
+/// What the typed pass and the [`Value`] path make of one line (`None` for a blank line),
+/// for the fuzz tests, which check that they agree.
+#[cfg(test)]
+pub(crate) fn both_paths(line: &str) -> Option<(Option<Event>, Event)> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    Some((fast::decode(trimmed), decode_slow(trimmed, line)))
+}
+
 /// The general path: parse into a [`Value`], then decode.
 fn decode_slow(trimmed: &str, line: &str) -> Event {
     match serde_json::from_str::<Value>(trimmed) {
@@ -274,7 +291,7 @@ mod fast {
     use codex_core::event::{FileChangeKind, FileUpdate, TodoEntry};
     use codex_core::{Event, Item, ItemDetails, Usage};
     use serde::Deserialize;
-    use serde::de::{Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
+    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor, value::MapAccessDeserializer};
     use serde_json::Value;
 
     use super::{ChangeEntry, TodoItem, status};
@@ -300,6 +317,70 @@ mod fast {
         }
     }
 
+    /// Members the typed structs do not know, read as strictly as the [`Value`] path reads
+    /// them (number ranges, string escapes, serde_json's nesting limit) and dropped. Without
+    /// it serde skips them with `IgnoredAny`, which accepts `1e400` or 200 levels of
+    /// nesting, and the typed pass would decode lines the [`Value`] path refuses.
+    #[derive(Default)]
+    struct Strict;
+
+    impl<'de> Deserialize<'de> for Strict {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(StrictVisitor).map(|()| Strict)
+        }
+    }
+
+    struct StrictVisitor;
+
+    impl<'de> Visitor<'de> for StrictVisitor {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_none<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            Strict::deserialize(d).map(|_| ())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<Strict>()?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while map.next_entry::<Strict, Strict>()?.is_some() {}
+            Ok(())
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Rest {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_map(StrictVisitor).map(|()| Rest)
+        }
+    }
+
+    /// The members a struct does not name (`#[serde(flatten)]`), checked by [`Strict`].
+    #[derive(Default)]
+    struct Rest;
+
     #[derive(Deserialize)]
     struct Line<'a> {
         #[serde(rename = "type", borrow)]
@@ -310,6 +391,8 @@ mod fast {
         item: Option<MapOnly<ItemFields>>,
         #[serde(default)]
         usage: Option<MapOnly<UsageFields>>,
+        #[serde(flatten)]
+        _rest: Rest,
     }
 
     #[derive(Deserialize)]
@@ -322,6 +405,8 @@ mod fast {
         output_tokens: Option<u64>,
         #[serde(default)]
         reasoning_output_tokens: Option<u64>,
+        #[serde(flatten)]
+        _rest: Rest,
     }
 
     #[derive(Deserialize)]
@@ -358,6 +443,8 @@ mod fast {
         items: Vec<TodoItem>,
         #[serde(default)]
         message: Option<String>,
+        #[serde(flatten)]
+        _rest: Rest,
     }
 
     pub(super) fn decode(text: &str) -> Option<Event> {
@@ -1070,6 +1157,46 @@ mod tests {
         lines
     }
 
+    /// Found by `cargo xtask fuzz`: the typed pass skipped members it does not read without
+    /// checking them (nested past serde_json's recursion limit, numbers out of range) and
+    /// decoded lines the [`Value`] path refuses.
+    #[test]
+    fn deeply_nested_skipped_members_decode_as_on_the_value_path() {
+        for depth in [99, 100, 101, 126, 127, 128, 100_000] {
+            let deep = format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+            for line in [
+                format!(r#"{{"type":"turn.completed","usage":{deep}}}"#),
+                format!(r#"{{"type":"turn.started","x":{deep}}}"#),
+                format!(
+                    r#"{{"type":"item.completed","item":{{"id":"i","type":"reasoning","text":"t","x":{deep}}}}}"#
+                ),
+            ] {
+                assert_same(&line);
+            }
+        }
+        // and numbers out of range or lone surrogates, found the same way
+        for line in [
+            r#"{"item":{"id":"i","text":"t","type":"user_message"},"turnId":[-1,-1000000000.0589688348390227e+300],"type":"item.started"}"#,
+            r#"{"type":"item.completed","item":{"id":"i","type":"reasoning","text":"t","x":1e400}}"#,
+            r#"{"type":"turn.completed","usage":{"input_tokens":1,"x":-1e400}}"#,
+            r#"{"type":"turn.started","x":"\ud800"}"#,
+        ] {
+            assert_same(line);
+            assert!(
+                matches!(decode_line(line), Event::Undecodable { .. }),
+                "{line}"
+            );
+        }
+        // brackets inside strings are not nesting
+        let text = format!(
+            r#"{{"type":"turn.started","x":"{}\"{}"}}"#,
+            "[".repeat(200),
+            "{".repeat(200)
+        );
+        assert!(fast::decode(&text).is_some());
+        assert_same(&text);
+    }
+
     fn assert_same(line: &str) {
         let trimmed = line.trim();
         if trimmed.is_empty() {
@@ -1218,6 +1345,28 @@ mod tests {
             matches!(&ev, Event::Undecodable { reason, .. } if reason.contains("exceeds 10 bytes")),
             "{ev:?}"
         );
+    }
+
+    /// Found by `cargo xtask fuzz`: the prefix of an over-long line held the lines after it
+    /// when they had arrived in the same read.
+    #[test]
+    fn an_over_long_line_reports_its_own_start_only() {
+        let input = b"xxxxxxxxxxxxxxx\r\nnext\n";
+        for chunk in 1..=input.len() {
+            let got = frames(input, 10, chunk);
+            assert_eq!(got.len(), 2, "chunk {chunk}: {got:?}");
+            match &got[0] {
+                Frame::TooLong { prefix, limit: 10 } => {
+                    assert!(
+                        prefix.starts_with("xxxxxxxxxx"),
+                        "chunk {chunk}: {prefix:?}"
+                    );
+                    assert!(!prefix.contains('\n'), "chunk {chunk}: {prefix:?}");
+                }
+                other => panic!("chunk {chunk}: {other:?}"),
+            }
+            assert_eq!(got[1], line("next"));
+        }
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub mod args;
 mod backend;
 pub mod decode;
 mod error;
+#[cfg(test)]
+mod fuzz;
 
 pub use args::{ArgFiles, Mode, build_args, toml_value};
 pub use backend::{CliBackend, CliBackendBuilder};

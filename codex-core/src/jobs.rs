@@ -1198,6 +1198,21 @@ mod tests {
         assert_eq!(fs::read(kept_at).unwrap(), b"{not json");
     }
 
+    /// Found by `cargo xtask fuzz`: a corrupt `..json` (job id ".") made `list` loop forever,
+    /// holding the store's lock.
+    #[test]
+    fn a_corrupt_dot_dot_json_is_kept_aside() {
+        let (_s, _w, store) = store();
+        let jobs = store.dir().join("jobs");
+        fs::write(jobs.join("..json"), b"{not json").unwrap();
+        let report = store.list().unwrap();
+        assert_eq!(report.corrupt.len(), 1, "{report:?}");
+        assert_eq!(
+            fs::read(jobs.join("..json.corrupt-0")).unwrap(),
+            b"{not json"
+        );
+    }
+
     #[test]
     fn prune_keeps_newest_finished() {
         let (_s, _w, store) = store();

@@ -30,6 +30,11 @@ pub mod backend;
 pub mod binary;
 mod error;
 pub mod event;
+#[cfg(test)]
+mod fuzz;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jobs;
 pub mod process;
 pub mod spec;

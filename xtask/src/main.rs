@@ -19,7 +19,9 @@
 //!   folder (default `target/dist/`) and print their paths;
 //! - `bench [--iterations N] [--quick] ...`: build the benchmark, `codex-broker` and
 //!   `codex-companion` in release mode, measure every method against the mock model on the
-//!   pinned codex, and rewrite the generated block of `BENCHMARKS.md` (see `bench.rs`).
+//!   pinned codex, and rewrite the generated block of `BENCHMARKS.md` (see `bench.rs`);
+//! - `fuzz [--cases N] [--target NAME]`: the property-based fuzz tests with N cases per
+//!   target (default 1,000,000), built with the `fuzz` profile (see `fuzz.rs`).
 //!
 //! xtask depends on none of the project's library crates, so it builds even when they do not.
 
@@ -33,6 +35,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod compat;
 mod dist;
+mod fuzz;
 mod protocol_check;
 
 /// The codex CLI version the project is pinned to: the one line of `codex-version.txt` at the
@@ -91,6 +94,8 @@ enum Task {
     },
     /// Measure every method against the mock model and rewrite BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Run the fuzz targets with many cases (default 1,000,000 per target) in release mode.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -126,6 +131,7 @@ fn run_task(task: Task) -> Result<()> {
         Task::Compat { versions, suite } => compat::run(versions, suite),
         Task::Bench(args) => bench::bench(args),
         Task::Dist { out } => dist::run(out),
+        Task::Fuzz(args) => fuzz::run(args),
     }
 }
 

@@ -538,7 +538,10 @@ macro_rules! server_notifications {
             /// message this pass does not take whole (params before the method, a duplicate
             /// member, params that do not parse, anything malformed) is decoded again by the
             /// [`Value`] path, so `Raw` variants and errors are exactly those of the
-            /// [`Deserialize`] implementation.
+            /// [`Deserialize`] implementation. One exception: a member of typed params that
+            /// the type does not read is skipped, not checked, so text that is not strictly
+            /// valid JSON only there (a number out of range such as `1e400`) still decodes
+            /// here, where the [`Value`] path refuses it.
             ///
             /// ```
             /// use codex_asp::protocol::ServerNotification;
@@ -553,6 +556,11 @@ macro_rules! server_notifications {
             /// When the text is not a JSON object with a string `method` (as the
             /// [`Deserialize`] implementation).
             pub fn from_json(text: &str) -> serde_json::Result<Self> {
+                // members the single pass skips are not depth-checked; the Value path
+                // refuses 128 levels: leave deep text to it
+                if fast::nests_deeper_than(text, 100) {
+                    return serde_json::from_str(text);
+                }
                 match serde_json::from_str::<fast::Envelope>(text) {
                     Ok(fast::Envelope(n)) => Ok(n),
                     Err(_) => serde_json::from_str(text),
@@ -696,11 +704,81 @@ mod fast {
     use std::fmt;
 
     use serde::Deserialize;
-    use serde::de::{
-        self, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor,
-    };
+    use serde::de::{self, DeserializeSeed, Deserializer, Error as _, MapAccess, Visitor};
 
     use super::ServerNotification;
+
+    /// Whether arrays and objects nest more than `max` levels deep in `text` (brackets inside
+    /// strings do not count).
+    pub(super) fn nests_deeper_than(text: &str, max: usize) -> bool {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for b in text.bytes() {
+            if in_string {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > max {
+                        return true;
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        false
+    }
+
+    /// A member the envelope does not use, read as strictly as the `Value` path reads it
+    /// (number ranges, escapes, nesting limit) and dropped; `IgnoredAny` would accept `1e400`.
+    struct Strict;
+
+    impl<'de> Deserialize<'de> for Strict {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct StrictVisitor;
+            impl<'de> Visitor<'de> for StrictVisitor {
+                type Value = Strict;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+                    Ok(Strict)
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+                    Ok(Strict)
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+                    Ok(Strict)
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+                    Ok(Strict)
+                }
+                fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+                    Ok(Strict)
+                }
+                fn visit_unit<E>(self) -> Result<Strict, E> {
+                    Ok(Strict)
+                }
+                fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+                    while seq.next_element::<Strict>()?.is_some() {}
+                    Ok(Strict)
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+                    while map.next_entry::<Strict, Strict>()?.is_some() {}
+                    Ok(Strict)
+                }
+            }
+            deserializer.deserialize_any(StrictVisitor)
+        }
+    }
 
     /// A notification read in one pass; fails (for the caller to take the `Value` path) on
     /// anything unusual.
@@ -795,7 +873,7 @@ mod fast {
                                 return Err(A::Error::custom("a duplicate member"));
                             }
                             Key::Other => {
-                                map.next_value::<IgnoredAny>()?;
+                                map.next_value::<Strict>()?;
                             }
                         }
                     }
@@ -948,6 +1026,34 @@ mod tests {
         ] {
             assert_same(text);
         }
+    }
+
+    /// Found by `cargo xtask fuzz`: the single pass skipped an unknown member nested past
+    /// serde_json's recursion limit and decoded what the Value path refuses.
+    #[test]
+    fn deeply_nested_unknown_members_decode_as_on_the_value_path() {
+        for depth in [99, 100, 101, 127, 128, 200, 100_000] {
+            let deep = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+            for text in [
+                format!(
+                    r#"{{"method":"item/agentMessage/delta","params":{{"threadId":"t","turnId":"u","itemId":"i","delta":"x","extra":{deep}}}}}"#
+                ),
+                format!(
+                    r#"{{"method":"item/agentMessage/delta","params":{{"threadId":"t","turnId":"u","itemId":"i","delta":"x"}},"extra":{deep}}}"#
+                ),
+                format!(r#"{{"method":"thread/realtime/x","params":{{"a":{deep}}}}}"#),
+            ] {
+                assert_same(&text);
+            }
+        }
+        // brackets inside strings are not nesting
+        let text = format!(
+            r#"{{"method":"item/agentMessage/delta","params":{{"threadId":"t","turnId":"u","itemId":"i","delta":"{}\"{}"}}}}"#,
+            "[".repeat(200),
+            "{".repeat(200)
+        );
+        assert!(ServerNotification::from_json(&text).is_ok());
+        assert_same(&text);
     }
 
     #[test]

@@ -39,6 +39,8 @@ macro_rules! err {
 
 mod cli;
 mod commands;
+#[cfg(test)]
+mod fuzz;
 
 use std::process::ExitCode;
 
