@@ -83,14 +83,20 @@ async fn available_backends(codex: &CodexBinary) -> Vec<(BackendKind, Arc<dyn Ba
             backends.push((BackendKind::Broker, Arc::new(backend)));
         }
         Err(broker::Error::NotRunning { .. }) => {}
-        Err(e) => eprintln!("warning: the running broker cannot be reached ({e}); not using it"),
+        Err(e) => eprintln!(
+            "warning: the running broker cannot be reached ({}); not using it",
+            codex_core::ErrorChain(&e)
+        ),
     }
     if backends.is_empty() {
         let options =
             AspBackendOptions::default().client_info(CLIENT_NAME, env!("CARGO_PKG_VERSION"));
         match AspBackend::spawn(codex.clone(), options).await {
             Ok(backend) => backends.push((BackendKind::AppServer, Arc::new(backend))),
-            Err(e) => eprintln!("warning: no private app-server ({e}); only exec is offered"),
+            Err(e) => eprintln!(
+                "warning: no private app-server ({}); only exec is offered",
+                codex_core::ErrorChain(&e)
+            ),
         }
     }
     backends.push((
@@ -109,12 +115,8 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("error: {err}");
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
-            }
+            // the error and each of its causes, once
+            eprintln!("error: {}", codex_core::ErrorChain(&err));
             ExitCode::FAILURE
         }
     }
@@ -167,7 +169,7 @@ async fn run(args: Args) -> codex_agent::Result<Verified> {
         Delegation::Finished(verified) => Ok(*verified),
         Delegation::Background(job) => {
             println!("job: {}", job.id());
-            println!("log: {}", job.log_path().display());
+            println!("log: {}", job.log_path()?.display());
             let mut last = None;
             while !job.is_finished() {
                 if let Ok(record) = job.record() {

@@ -403,7 +403,7 @@ impl Delegate {
             Ok(p) => p,
             Err(e) => {
                 if let Ok(store) = self.job_store(&request.workspace()?) {
-                    let message = e.to_string();
+                    let message = codex_core::error_chain(&e);
                     let id = job_id.to_owned();
                     let _ = tokio::task::spawn_blocking(move || {
                         store.update(&id, |r| {
@@ -542,7 +542,10 @@ impl Delegate {
                 Ok(store) => Some(store),
                 // a foreground run only records itself: it can go on without the store
                 Err(e) if !background && !request.continuation().is_resume() => {
-                    tracing::warn!("running without a job record: {e}");
+                    tracing::warn!(
+                        "running without a job record: {}",
+                        codex_core::ErrorChain(&e)
+                    );
                     None
                 }
                 Err(e) => return Err(e),
@@ -653,7 +656,11 @@ async fn execute(
         let run = match started {
             Ok(run) => run,
             Err(e) if e.backend_unavailable() && i + 1 < total => {
-                tracing::warn!(backend = %kind, "backend unavailable, trying the next one: {e}");
+                tracing::warn!(
+                    backend = %kind,
+                    "backend unavailable, trying the next one: {}",
+                    codex_core::ErrorChain(&e)
+                );
                 continue;
             }
             Err(e) => return Err(e),

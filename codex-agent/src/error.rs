@@ -25,7 +25,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// No codex binary could be found.
-    #[error("Codex did not run: {source}")]
+    #[error("Codex did not run")]
     BinaryMissing {
         /// The core error (says where we looked and how to install codex).
         #[source]
@@ -39,7 +39,7 @@ pub enum Error {
     NotLoggedIn,
 
     /// The codex process (or the app-server) could not be started.
-    #[error("Codex did not run: the {} backend could not start codex: {source}", kind_or_any(*backend))]
+    #[error("Codex did not run: the {} backend could not start codex", kind_or_any(*backend))]
     SpawnRefused {
         /// The backend that tried, when known.
         backend: Option<BackendKind>,
@@ -49,7 +49,7 @@ pub enum Error {
     },
 
     /// The process or connection ended before the turn started.
-    #[error("Codex did not run: the {backend} backend lost its connection before the turn started{}", source_suffix(source.as_deref()))]
+    #[error("Codex did not run: the {backend} backend lost its connection before the turn started")]
     ConnectionLost {
         /// The backend.
         backend: BackendKind,
@@ -90,7 +90,7 @@ pub enum Error {
 
     /// The turn started but the stream ended without its terminal event (the process died or
     /// the connection dropped mid-turn).
-    #[error("Codex started the turn but it never finished on the {backend} backend{}", source_suffix(source.as_deref()))]
+    #[error("Codex started the turn but it never finished on the {backend} backend")]
     TurnIncomplete {
         /// The backend.
         backend: BackendKind,
@@ -130,9 +130,10 @@ pub enum Error {
 
     /// The request was refused before anything started (invalid request, a write outside
     /// every allowed root, a feature the sign-in lacks). The message says how to allow it.
-    #[error("refused before starting Codex: {reason}")]
+    #[error("{}", refused_message(reason, source.is_some()))]
     Refused {
-        /// Why, and how to allow it.
+        /// Why, and how to allow it; when `source` is set, the source says why and this only
+        /// adds how to allow it (or nothing).
         reason: String,
         /// The core error behind it, when there is one.
         #[source]
@@ -165,7 +166,7 @@ pub enum Error {
     },
 
     /// Another error reported by a backend.
-    #[error("Codex did not run: {source}")]
+    #[error("Codex did not run")]
     Backend {
         /// The backend, when known.
         backend: Option<BackendKind>,
@@ -175,12 +176,16 @@ pub enum Error {
     },
 }
 
-fn kind_or_any(kind: Option<BackendKind>) -> String {
-    kind.map_or_else(|| "selected".to_owned(), |k| k.to_string())
+fn refused_message(reason: &str, has_source: bool) -> String {
+    match (reason.is_empty(), has_source) {
+        (true, _) => "refused before starting Codex".to_owned(),
+        (false, true) => format!("refused before starting Codex; {reason}"),
+        (false, false) => format!("refused before starting Codex: {reason}"),
+    }
 }
 
-fn source_suffix(source: Option<&codex_core::Error>) -> String {
-    source.map(|e| format!(": {e}")).unwrap_or_default()
+fn kind_or_any(kind: Option<BackendKind>) -> String {
+    kind.map_or_else(|| "selected".to_owned(), |k| k.to_string())
 }
 
 impl Error {
@@ -232,7 +237,8 @@ impl Error {
             | E::OutsideWorkspace { .. }
             | E::FeatureUnavailable { .. }
             | E::Unsupported { .. } => Error::Refused {
-                reason: err.to_string(),
+                // the core error says why and how to allow it
+                reason: String::new(),
                 source: Some(Box::new(err)),
             },
             E::TurnFailed {
@@ -402,7 +408,7 @@ mod tests {
             },
         );
         assert!(matches!(e, Error::BinaryMissing { .. }));
-        assert!(e.to_string().contains("npm install"), "{e}");
+        assert!(codex_core::error_chain(&e).contains("npm install"), "{e}");
         let e = Error::before_turn(Some(BackendKind::Exec), codex_core::Error::NotLoggedIn);
         assert!(matches!(e, Error::NotLoggedIn));
         let e = Error::before_turn(
@@ -419,6 +425,10 @@ mod tests {
             },
         );
         assert!(e.is_refusal());
-        assert!(e.to_string().contains("--add-dir"), "{e}");
+        assert!(codex_core::error_chain(&e).contains("--add-dir"), "{e}");
     }
 }
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod chain_tests;

@@ -136,14 +136,14 @@ impl JobTracker {
     {
         let id = self.id.clone();
         if let Err(e) = blocking(&self.store, move |s| s.update(&id, change)).await {
-            tracing::warn!(job = %self.id, "could not update the job record: {e}");
+            tracing::warn!(job = %self.id, "could not update the job record: {}", codex_core::ErrorChain(&e));
         }
     }
 
     async fn log(&self, line: String) {
         let id = self.id.clone();
         if let Err(e) = blocking(&self.store, move |s| s.append_log(&id, &line)).await {
-            tracing::warn!(job = %self.id, "could not write the job log: {e}");
+            tracing::warn!(job = %self.id, "could not write the job log: {}", codex_core::ErrorChain(&e));
         }
     }
 
@@ -175,7 +175,8 @@ impl JobTracker {
                 .await;
             }
             Err(err) => {
-                let message = err.to_string();
+                // stored once: the error and each cause
+                let message = codex_core::error_chain(err);
                 let cancelled = matches!(err, Error::Cancelled { .. });
                 let thread = err.thread_id().cloned().or(thread_id);
                 self.log(format!(
@@ -266,7 +267,11 @@ impl Drop for JobTracker {
             r.set_status(JobStatus::Cancelled)
         });
         if let Err(e) = result {
-            tracing::warn!(job = %self.id, "could not mark the dropped job cancelled: {e}");
+            tracing::warn!(
+                job = %self.id,
+                "could not mark the dropped job cancelled: {}",
+                codex_core::ErrorChain(&e)
+            );
         }
     }
 }
@@ -361,12 +366,12 @@ impl JobHandle {
     /// The job's log file.
     ///
     /// ```
-    /// # fn demo(job: &codex_agent::JobHandle) {
-    /// println!("tail -f {}", job.log_path().display());
-    /// # }
+    /// # fn demo(job: &codex_agent::JobHandle) -> codex_agent::Result<()> {
+    /// println!("tail -f {}", job.log_path()?.display());
+    /// # Ok(()) }
     /// ```
-    pub fn log_path(&self) -> PathBuf {
-        self.store.log_path(&self.id)
+    pub fn log_path(&self) -> Result<PathBuf> {
+        Ok(self.store.log_path(&self.id)?)
     }
 
     /// The current record (status, phase, thread, result or error).

@@ -247,7 +247,7 @@ impl DelegateRequest {
     /// ```
     /// let req = codex_agent::DelegateRequest::new("x").write(true).cwd("/tmp").expected_write("/etc/passwd");
     /// let err = req.to_task_spec().unwrap_err();
-    /// assert!(err.to_string().contains("--add-dir"), "{err}");
+    /// assert!(codex_core::error_chain(&err).contains("--add-dir"), "{err}");
     /// ```
     pub fn expected_write(mut self, path: impl Into<PathBuf>) -> Self {
         self.expected_writes.push(path.into());
@@ -546,7 +546,7 @@ impl DelegateRequest {
     /// ```
     /// let err = codex_agent::DelegateRequest::new("x").cwd("/tmp").write(true)
     ///     .writable_dir("/no/such/dir").to_task_spec().unwrap_err();
-    /// assert!(err.is_refusal() && err.to_string().contains("create it"), "{err}");
+    /// assert!(err.is_refusal() && codex_core::error_chain(&err).contains("create it"), "{err}");
     /// ```
     pub fn to_task_spec(&self) -> Result<TaskSpec> {
         let cwd = self.workspace()?;
@@ -610,12 +610,9 @@ fn refuse_invalid(err: codex_core::Error, cwd: &Path) -> Error {
         } => Some("give the task some text".to_owned()),
         _ => None,
     };
-    let reason = match hint {
-        Some(hint) => format!("{err}; {hint}"),
-        None => err.to_string(),
-    };
+    // the source says what is wrong; the reason only adds the fix
     Error::Refused {
-        reason,
+        reason: hint.unwrap_or_default(),
         source: Some(Box::new(err)),
     }
 }
@@ -658,7 +655,7 @@ mod tests {
             .to_task_spec()
             .unwrap_err();
         assert!(err.is_refusal());
-        let msg = err.to_string();
+        let msg = codex_core::error_chain(&err);
         assert!(
             msg.contains("outside its workspace") && msg.contains("--add-dir"),
             "{msg}"
@@ -669,7 +666,7 @@ mod tests {
             .expected_write("f.txt")
             .to_task_spec()
             .unwrap_err();
-        assert!(err.to_string().contains("--write"), "{err}");
+        assert!(codex_core::error_chain(&err).contains("--write"), "{err}");
 
         let err = DelegateRequest::new("x")
             .write(true)
@@ -677,7 +674,7 @@ mod tests {
             .writable_dir(ws.path().join("missing"))
             .to_task_spec()
             .unwrap_err();
-        let msg = err.to_string();
+        let msg = codex_core::error_chain(&err);
         assert!(
             msg.contains("missing") && msg.contains("create it first"),
             "{msg}"
@@ -687,7 +684,10 @@ mod tests {
             .cwd(ws.path().join("nope"))
             .to_task_spec()
             .unwrap_err();
-        assert!(err.to_string().contains("existing workspace"), "{err}");
+        assert!(
+            codex_core::error_chain(&err).contains("existing workspace"),
+            "{err}"
+        );
     }
 
     #[test]

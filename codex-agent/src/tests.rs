@@ -188,7 +188,7 @@ async fn writes_outside_the_roots_are_refused_before_anything_starts() {
         .await
         .unwrap_err();
     assert!(err.is_refusal());
-    assert!(err.to_string().contains("--add-dir"), "{err}");
+    assert!(codex_core::error_chain(&err).contains("--add-dir"), "{err}");
     let err = delegate
         .spawn(
             env.request("x")
@@ -197,7 +197,10 @@ async fn writes_outside_the_roots_are_refused_before_anything_starts() {
         )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("create it first"), "{err}");
+    assert!(
+        codex_core::error_chain(&err).contains("create it first"),
+        "{err}"
+    );
     assert!(asp.calls().is_empty());
     let store = delegate.job_store(env.ws.path()).unwrap();
     assert!(store.list().unwrap().jobs.is_empty());

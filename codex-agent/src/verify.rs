@@ -432,7 +432,8 @@ impl Witness {
                     Err(e) => {
                         return Err(self.unverified(UnverifiedReason::OutcomeDisagrees {
                             detail: format!(
-                                "the events show a completed turn, the backend reported: {e}"
+                                "the events show a completed turn, the backend reported: {}",
+                                codex_core::ErrorChain(&e)
                             ),
                         }));
                     }

@@ -18,7 +18,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use codex_bridge_tests::procs::{GroupGuard, kill_group, processes_with_env, wait_until_gone};
+use codex_bridge_tests::procs::{
+    GroupGuard, kill_all_of, kill_group, processes_with_env, wait_until_gone,
+    wait_until_home_is_quiet_blocking,
+};
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace, pinned_codex};
 use serde_json::{Value, json};
 
@@ -88,11 +91,21 @@ impl World {
     }
 
     fn with_workspace(ws: TempWorkspace) -> World {
+        World::with_home(ws, CodexHome::new)
+    }
+
+    /// A world in the realistic home: shell snapshot on, a private `HOME` whose slow login
+    /// profile leaves a child looping in the background.
+    fn realistic() -> World {
+        World::with_home(TempWorkspace::new(), CodexHome::realistic)
+    }
+
+    fn with_home(ws: TempWorkspace, home: fn(&MockModel) -> CodexHome) -> World {
         ensure_broker_binary();
         let mock = MockModel::start_blocking();
-        // CodexHome turns codex's shell snapshot off (a login shell that can block on
-        // pyenv's rehash lock)
-        let home = CodexHome::new(&mock);
+        // CodexHome::new turns codex's shell snapshot off (a login shell that can block on
+        // pyenv's rehash lock); the realistic home keeps it, with a private HOME
+        let home = home(&mock);
         let state = tempfile::tempdir().expect("state dir");
         World {
             mock,
@@ -179,6 +192,7 @@ impl Drop for World {
         for pid in processes_with_env("CODEX_HOME", &home) {
             kill_pid_and_group(pid);
         }
+        kill_all_of(&self.home);
         let _ = wait_until_gone("CODEX_HOME", &home, Duration::from_secs(10));
     }
 }
@@ -1027,4 +1041,207 @@ fn without_the_broker_a_private_app_server_runs_the_task() {
     if let Err(left) = wait_until_gone("CODEX_HOME", &home, Duration::from_secs(15)) {
         panic!("processes left:\n{}", describe(&left));
     }
+}
+
+/// Runs a command with `CODEX_BIN` naming a codex that does not exist.
+fn without_codex(w: &World, args: &[&str]) -> Out {
+    let child = w
+        .command(args)
+        .env("CODEX_BIN", "/no/such/codex")
+        .spawn()
+        .expect("start codex-companion");
+    finish(child, args)
+}
+
+#[test]
+fn a_missing_codex_is_reported_once_and_stored_once() {
+    let w = World::new();
+    let missing = |args: &[&str]| without_codex(&w, args);
+    let out = missing(&["task", "hi"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.stderr.matches("not found").count(), 1, "{out}");
+    assert!(out.stderr.contains("/no/such/codex"), "{out}");
+    let (out, doc) = {
+        let args = ["task", "again", "--json"];
+        let out = missing(&args);
+        let doc: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{out}"));
+        (out, doc)
+    };
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.stderr.matches("not found").count(), 1, "{out}");
+    let error = doc["error"].as_str().unwrap_or_default();
+    assert_eq!(error.matches("not found").count(), 1, "{doc}");
+    // both job records (and their logs) hold the chain once
+    let (_, doc) = w.run_json(&["status", "--all"]);
+    let jobs = doc["jobs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(jobs.len(), 2, "{doc}");
+    for job in &jobs {
+        assert_eq!(job["status"], "failed", "{job}");
+        let error = job["error"].as_str().unwrap_or_default();
+        assert_eq!(error.matches("not found").count(), 1, "{job}");
+        let log = std::fs::read_to_string(job["log_file"].as_str().unwrap_or_default())
+            .unwrap_or_default();
+        assert_eq!(log.matches("not found").count(), 1, "{log}");
+    }
+    assert_eq!(w.mock.request_count(), 0);
+}
+
+#[test]
+fn hand_edited_job_records_stay_inside_the_store() {
+    let w = World::new();
+    // a (failed) job record, without running codex
+    let out = without_codex(&w, &["task", "--json", "x"]);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+    let id = doc["job_id"].as_str().unwrap_or_default().to_owned();
+    let id = if id.is_empty() {
+        let (_, doc) = w.run_json(&["status", "--all"]);
+        doc["jobs"][0]["id"].as_str().unwrap_or_default().to_owned()
+    } else {
+        id
+    };
+    assert!(id.starts_with("job-"), "{out}");
+    let record_path = std::fs::read_dir(w.state.path().join("workspaces"))
+        .expect("workspaces")
+        .flatten()
+        .map(|e| e.path().join("jobs").join(format!("{id}.json")))
+        .find(|p| p.is_file())
+        .expect("the job record");
+    let mut record: Value =
+        serde_json::from_str(&std::fs::read_to_string(&record_path).expect("read")).expect("json");
+    record["id"] = json!("../../x");
+    record["status"] = json!("running");
+    record["pid"] = json!(u32::MAX - 1);
+    std::fs::write(&record_path, record.to_string()).expect("write");
+    let listing = |root: &Path| -> Vec<PathBuf> {
+        let mut all = Vec::new();
+        let mut todo = vec![root.to_owned()];
+        while let Some(dir) = todo.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    todo.push(path.clone());
+                }
+                all.push(path);
+            }
+        }
+        all.sort();
+        all
+    };
+    let store_dir = record_path
+        .parent()
+        .and_then(Path::parent)
+        .expect("store dir")
+        .to_owned();
+    let outside = |all: Vec<PathBuf>| -> Vec<PathBuf> {
+        all.into_iter()
+            .filter(|p| !p.starts_with(&store_dir))
+            .collect()
+    };
+    let before = outside(listing(w.state.path()));
+    let out = w.run(&["status", "--all"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stderr.contains("is not its file name"), "{out}");
+    let out = w.run(&["status", &id]);
+    assert_eq!(out.code, Some(2), "{out}");
+    let out = w.run(&["status", "../../x"]);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("is not a job id"), "{out}");
+    assert_eq!(outside(listing(w.state.path())), before);
+    assert!(!w.state.path().join("workspaces/x.json").exists());
+}
+
+#[test]
+fn a_reader_that_goes_away_is_no_panic_and_the_job_is_kept() {
+    let w = World::new();
+    w.mock.push(Reply::text("Nobody reads this."));
+    let mut child = w.spawn(&["task", "Say something", "--json"]);
+    // the reader closes the pipe before the answer is printed (`codex-companion ... | head -c0`)
+    drop(child.stdout.take());
+    let out = finish(child, &["task"]);
+    assert!(!out.stderr.contains("panicked"), "{out}");
+    assert_eq!(out.code, Some(0), "{out}");
+    let (_, doc) = w.run_json(&["status"]);
+    assert_eq!(doc["jobs"][0]["status"], "completed", "{doc}");
+}
+
+// ---------------------------------------------------------------------------------------
+// the realistic home: shell snapshot on, a slow login profile that leaves a child behind
+
+/// Waits until codex's shell snapshot ran the slow profile of the world's home.
+fn wait_for_profile_child(w: &World) {
+    let user_home = w
+        .home
+        .user_home()
+        .expect("a realistic home")
+        .to_string_lossy()
+        .into_owned();
+    wait_for("codex to run the slow login profile", COMMAND, || {
+        !processes_with_env("HOME", &user_home).is_empty()
+    });
+}
+
+/// Fails (after killing them) when processes of the world's home survive.
+fn assert_home_is_quiet(w: &World, after: &str) {
+    if let Err(left) = wait_until_home_is_quiet_blocking(&w.home, Duration::from_secs(15)) {
+        kill_all_of(&w.home);
+        panic!("processes survived {after}:\n{left}");
+    }
+}
+
+#[test]
+fn realistic_home_cancelling_a_background_job_on_the_broker_leaves_nothing_running() {
+    let w = World::realistic();
+    let id = start_hanging_job(&w, &[]);
+    wait_for_profile_child(&w);
+    let worker = w.job(&id)["pid"].as_u64().expect("the worker's pid") as u32;
+    let _guard = GroupGuard::new(Some(worker));
+    let (out, doc) = w.run_json(&["cancel", &id]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(doc["status"], "cancelled", "{doc}");
+    wait_for("the worker to exit", Duration::from_secs(15), || {
+        !codex_core::jobs::worker_alive(worker, None)
+    });
+    // the broker's app-server (and what its snapshot shell left) lives until the broker stops
+    shutdown_broker(&w);
+    assert_home_is_quiet(&w, "cancel and broker shutdown");
+}
+
+#[test]
+fn realistic_home_cancelling_a_private_background_job_leaves_nothing_running() {
+    let w = World::realistic();
+    let id = start_hanging_job(&w, &["--no-broker"]);
+    wait_for_profile_child(&w);
+    let worker = w.job(&id)["pid"].as_u64().expect("the worker's pid") as u32;
+    let _guard = GroupGuard::new(Some(worker));
+    let (out, doc) = w.run_json(&["cancel", &id]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(doc["status"], "cancelled", "{doc}");
+    assert_home_is_quiet(&w, "cancelling a background job on a private app-server");
+}
+
+#[test]
+fn realistic_home_a_foreground_timeout_leaves_nothing_running() {
+    let w = World::realistic();
+    w.mock.push(Reply::hang());
+    let (out, doc) = w.run_json(&["task", "--no-broker", "--timeout", "8", "hang"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(doc["error_kind"], "timeout", "{doc}");
+    assert_home_is_quiet(&w, "a foreground task that timed out");
+}
+
+#[test]
+fn realistic_home_cancelling_a_foreground_task_leaves_nothing_running() {
+    let w = World::realistic();
+    w.mock.push(Reply::hang());
+    let child = w.spawn(&["task", "--no-broker", "--json", "wait forever"]);
+    wait_for("the turn to reach the model", COMMAND, || {
+        w.mock.open_streams() > 0
+    });
+    wait_for_profile_child(&w);
+    let out = w.run(&["cancel"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let task = finish(child, &["task (cancelled)"]);
+    assert_eq!(task.code, Some(1), "{task}");
+    assert_home_is_quiet(&w, "cancelling a foreground task");
 }

@@ -111,7 +111,7 @@ async fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("approval_handler: {e}");
+            eprintln!("approval_handler: {}", codex_core::ErrorChain(&e));
             ExitCode::FAILURE
         }
     }
@@ -136,7 +136,7 @@ async fn run(cd: Option<PathBuf>, words: Vec<String>, prompt: String) -> codex_c
             Ok(true)
         }
         Err(e) => {
-            println!("the turn did not complete: {e}");
+            println!("the turn did not complete: {}", codex_core::ErrorChain(&e));
             Ok(false)
         }
     }

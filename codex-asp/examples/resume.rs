@@ -45,7 +45,7 @@ async fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("resume: {e}");
+            eprintln!("resume: {}", codex_core::ErrorChain(&e));
             ExitCode::FAILURE
         }
     }
@@ -90,7 +90,7 @@ async fn run(
             Ok(true)
         }
         Err(e) => {
-            println!("the turn did not complete: {e}");
+            println!("the turn did not complete: {}", codex_core::ErrorChain(&e));
             Ok(false)
         }
     }

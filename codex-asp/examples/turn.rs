@@ -146,7 +146,7 @@ async fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("turn: {e}");
+            eprintln!("turn: {}", codex_core::ErrorChain(&e));
             ExitCode::FAILURE
         }
     }
@@ -210,7 +210,10 @@ async fn run(opts: Options) -> codex_core::Result<bool> {
             Ok(true)
         }
         Err(e) => {
-            say!("\nthe turn did not complete: {e}");
+            say!(
+                "\nthe turn did not complete: {}",
+                codex_core::ErrorChain(&e)
+            );
             Ok(false)
         }
     }

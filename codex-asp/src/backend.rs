@@ -986,7 +986,10 @@ impl Driver {
                         "while running turn {} of thread {}",
                         self.tracker.root, self.tracker.thread_id
                     );
-                    tracing::debug!("app-server run ended early: {err}");
+                    tracing::debug!(
+                        "app-server run ended early: {}",
+                        codex_core::ErrorChain(&err)
+                    );
                     sink.fail(to_core(err, self.kind, &context));
                     return;
                 }
@@ -1033,7 +1036,7 @@ impl Driver {
         let params = TurnInterruptParams::new(&self.tracker.thread_id, &self.tracker.root);
         match tokio::time::timeout(STOP_GRACE, self.conn.request::<TurnInterrupt>(params)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::debug!("turn/interrupt failed: {e}"),
+            Ok(Err(e)) => tracing::debug!("turn/interrupt failed: {}", codex_core::ErrorChain(&e)),
             Err(_) => tracing::debug!("turn/interrupt was not answered in {STOP_GRACE:?}"),
         }
         let until = Instant::now() + STOP_GRACE;

@@ -69,7 +69,7 @@ pub enum Error {
     },
 
     /// The WebSocket connection could not be established.
-    #[error("could not open a WebSocket to {url}: {source}")]
+    #[error("could not open a WebSocket to {url}")]
     WebSocket {
         /// Where we tried to connect.
         url: String,
@@ -99,7 +99,7 @@ pub enum Error {
     },
 
     /// The parameters of a request could not be serialized.
-    #[error("could not encode the parameters of {method}: {source}")]
+    #[error("could not encode the parameters of {method}")]
     Encode {
         /// The method.
         method: String,
@@ -109,7 +109,7 @@ pub enum Error {
     },
 
     /// The server's answer did not have the expected shape.
-    #[error("unexpected answer to {method}: {source}")]
+    #[error("unexpected answer to {method}")]
     Decode {
         /// The method.
         method: String,
@@ -135,7 +135,7 @@ pub enum Error {
     Broker(Box<crate::broker::Error>),
 
     /// An I/O error while doing `context`.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What we were doing.
         context: String,
@@ -310,7 +310,7 @@ impl fmt::Display for CloseReason {
                 }
             }
             CloseReason::Failed { message, source } => match source {
-                Some(source) => write!(f, "{message}: {source}"),
+                Some(source) => write!(f, "{message}: {}", codex_core::ErrorChain(&**source)),
                 None => f.write_str(message),
             },
             CloseReason::ClientClosed => f.write_str("closed by this client"),
@@ -355,3 +355,7 @@ mod tests {
         assert!(std::error::Error::source(&core).is_some());
     }
 }
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod chain_tests;

@@ -13,7 +13,7 @@
 //!   user input, MCP elicitations) answered by a pluggable [`approval::ApprovalHandler`].
 //! - [`service`]: the connection as a [`tower::Service`], with retry-on-overload, timeout and
 //!   concurrency-limit layers.
-//! - [`protocol`]: the typed App Server Protocol of codex 0.169.0.
+//! - [`protocol`]: the typed App Server Protocol of codex 0.171.0 (the pinned version).
 //!
 //! Every failure is an [`Error`]; at the codex-core boundary it becomes
 //! [`codex_core::Error::Backend`].

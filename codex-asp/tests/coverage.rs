@@ -1,6 +1,6 @@
 //! The protocol coverage scorecard, `codex-asp/PROTOCOL_COVERAGE.md`.
 //!
-//! For every method of the vendored codex-cli 0.169.0 schema (client requests, client
+//! For every method of the vendored schema of the pinned codex-cli (client requests, client
 //! notifications, server notifications and server requests; stable, plus the methods only
 //! the `--experimental` schema lists), the scorecard says whether this crate has a typed
 //! surface for it (`typed`), only reaches it through the raw path (`raw-only`) or cannot reach
@@ -28,7 +28,7 @@ use codex_asp::{Connection, ConnectionOptions};
 use serde_json::{Value, json};
 
 /// The codex version whose vendored schema the scorecard describes.
-const VERSION: &str = "0.169.0";
+const VERSION: &str = include_str!("../../codex-version.txt").trim_ascii();
 
 /// The scorecard, relative to the crate root.
 const COVERAGE_FILE: &str = "PROTOCOL_COVERAGE.md";

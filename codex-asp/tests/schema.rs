@@ -1,6 +1,6 @@
 //! Checks the typed protocol (`codex_asp::protocol`) against the JSON Schema vendored from
-//! codex-cli 0.169.0 (`schema/0.169.0`) and against transcripts captured from the real
-//! app-server (`tests/fixtures/transcript-*.jsonl`).
+//! the pinned codex-cli (`schema/VERSION`, VERSION from `codex-version.txt`) and against
+//! transcripts captured from the real app-server (`tests/fixtures/transcript-*.jsonl`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -10,7 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-const VERSION: &str = "0.169.0";
+/// The pinned codex version (`codex-version.txt` at the workspace root), whose schema is
+/// vendored under `schema/VERSION`.
+const VERSION: &str = include_str!("../../codex-version.txt").trim_ascii();
 
 fn schema_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

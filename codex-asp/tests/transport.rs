@@ -230,7 +230,7 @@ async fn websocket_with_capability_token() {
 
     // the server going away closes the connection
     let mut server = server;
-    server.process().kill_group();
+    server.process().kill_tree();
     let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed())
         .await
         .expect("closed in time");

@@ -94,7 +94,7 @@ async fn main() -> ExitCode {
     let backend = match CliBackend::discover().await {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", codex_core::ErrorChain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -131,7 +131,7 @@ async fn main() -> ExitCode {
     let mut run = match started {
         Ok(run) => run,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", codex_core::ErrorChain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -156,7 +156,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", codex_core::ErrorChain(&e));
             ExitCode::FAILURE
         }
     }

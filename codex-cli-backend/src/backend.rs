@@ -23,8 +23,10 @@ use crate::error::Error;
 
 /// How long to keep reading after codex exited while something else still holds its stdout.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
-/// How long to wait for a killed process group to be reaped.
-const REAP_LIMIT: Duration = Duration::from_secs(5);
+/// How long codex may take to exit (and close its output) once its turn ended; then its
+/// process tree is killed and the outcome reported. The real codex exits within a fraction
+/// of a second; this bounds one that does not.
+const EXIT_AFTER_TURN: Duration = Duration::from_secs(3);
 /// How long `codex login --with-api-key` may take.
 const LOGIN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -38,7 +40,10 @@ const LAST_MESSAGE_FILE: &str = "last-message.txt";
 /// Every turn is a fresh process (`codex exec` for [`Backend::start`], `codex exec resume
 /// ID` for [`Backend::resume`]; codex re-reads the thread's history from `CODEX_HOME`). The
 /// process runs in its own process group; timeout, cancellation and dropping the [`Run`] kill
-/// the whole group, so no codex and no command it started outlives the run.
+/// its whole process tree ([`codex_core::process`]), so no codex and no command it started
+/// outlives the run. When codex reports the end of its turn (`turn.completed` /
+/// `turn.failed`) but does not exit, it gets a short grace to exit, then its tree is killed
+/// and the outcome reported: the outcome never waits for the timeout.
 ///
 /// Cheap to clone.
 ///
@@ -311,10 +316,11 @@ impl CliBackend {
                 .await),
             Ok(Err(e)) => Err(e),
             Err(_) => {
-                proc.kill_group();
-                Err(codex_core::Error::Timeout {
+                proc.kill_tree();
+                Err(codex_core::Error::CommandTimeout {
+                    program: proc.program().to_owned(),
+                    what: "login --with-api-key".into(),
                     after: LOGIN_LIMIT,
-                    thread_id: None,
                 })
             }
         }
@@ -501,6 +507,9 @@ impl Driver {
         let deadline = self.timeout.map(|t| Instant::now() + t);
         let mut frames = FramedRead::new(stdout, JsonlFraming::new(self.max_line_bytes));
         let mut drain_until: Option<Instant> = None;
+        // when the terminal event arrived: the end of codex's grace to exit
+        let mut wind_down: Option<Instant> = None;
+        let mut exited = false;
 
         let stop = loop {
             tokio::select! {
@@ -520,6 +529,12 @@ impl Driver {
                             _ = sleep_until_opt(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
                             _ = self.sink.emit(event) => {}
                         }
+                        if self.sink.saw_terminal() && wind_down.is_none() {
+                            // the outcome is known: codex gets a short grace to finish
+                            let at = Instant::now() + EXIT_AFTER_TURN;
+                            wind_down = Some(at);
+                            drain_until = Some(drain_until.map_or(at, |d| d.min(at)));
+                        }
                     }
                     Some(Err(e)) => {
                         tracing::debug!("reading codex output: {e}");
@@ -527,9 +542,11 @@ impl Driver {
                     }
                     None => break Stop::Eof,
                 },
-                status = self.proc.wait(), if drain_until.is_none() => {
+                status = self.proc.wait(), if !exited => {
                     tracing::debug!(?status, "codex exec exited; draining its output");
-                    drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
+                    exited = true;
+                    let at = Instant::now() + DRAIN_AFTER_EXIT;
+                    drain_until = Some(drain_until.map_or(at, |d| d.min(at)));
                 }
                 _ = sleep_until_opt(drain_until) => {
                     tracing::debug!("codex exited but its stdout stayed open; stopping");
@@ -561,7 +578,10 @@ impl Driver {
                     .fail(codex_core::Error::Timeout { after, thread_id });
             }
             Stop::Eof if self.sink.saw_terminal() => {
-                self.reap(deadline).await;
+                let grace = wind_down
+                    .unwrap_or_else(|| Instant::now() + EXIT_AFTER_TURN)
+                    .saturating_duration_since(Instant::now());
+                self.wind_down(grace).await;
                 self.finish_ended().await;
             }
             Stop::Eof => {
@@ -591,7 +611,7 @@ impl Driver {
                                 "before the turn ended (no turn.completed or turn.failed)",
                             )
                             .await;
-                        self.proc.kill_group();
+                        self.kill().await;
                         self.remove_temp_files();
                         self.sink.fail(err);
                     }
@@ -610,26 +630,22 @@ impl Driver {
             // codex writes the message exactly, without a trailing newline
             self.sink.final_message_fallback(text);
         }
-        self.proc.kill_group();
+        self.proc.kill_tree();
         self.remove_temp_files();
         self.sink.finish(|| {
             codex_core::Error::backend(BackendKind::Exec, "the turn ended without an outcome")
         });
     }
 
-    /// Waits (bounded) for codex to exit after its turn ended, then kills what is left.
-    async fn reap(&mut self, deadline: Option<Instant>) {
-        let limit = Instant::now() + DRAIN_AFTER_EXIT;
-        let until = deadline.map_or(limit, |d| d.min(limit));
+    /// Gives codex (whose turn ended) at most `grace` to exit, cancellable, then kills its
+    /// whole tree and reaps it (bounded).
+    async fn wind_down(&mut self, grace: Duration) {
+        let cancel = self.cancel.clone();
         tokio::select! {
             biased;
-            _ = self.cancel.cancelled() => {}
-            _ = tokio::time::sleep_until(until) => {
-                tracing::debug!("codex did not exit after its turn ended; killing it");
-            }
-            _ = self.proc.wait() => {}
+            _ = cancel.cancelled() => self.kill().await,
+            _ = self.proc.wind_down(grace) => {}
         }
-        self.proc.kill_group();
     }
 
     /// Removes the run's temporary directory (before the outcome is reported, so a caller
@@ -643,17 +659,9 @@ impl Driver {
         }
     }
 
-    /// Kills the whole process group and reaps the leader.
+    /// Kills codex's whole process tree and reaps the leader (bounded).
     async fn kill(&mut self) {
-        self.proc.kill_group();
-        if tokio::time::timeout(REAP_LIMIT, self.proc.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(pid = ?self.proc.pid(), "a killed codex was not reaped in time");
-        }
-        // commands codex started may have outlived the leader
-        self.proc.kill_group();
+        let _ = self.proc.wind_down(Duration::ZERO).await;
     }
 }
 
@@ -893,6 +901,58 @@ exit 0"#;
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("{stderr_tail:?}"));
         assert!(wait_gone(pid).await, "the background sleep {pid} survived");
+    }
+
+    #[tokio::test]
+    async fn a_codex_that_does_not_exit_after_its_turn_is_wound_down_without_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        for terminal in [
+            r#"{"type":"turn.completed"}"#,
+            r#"{"type":"turn.failed","error":{"message":"model exploded"}}"#,
+        ] {
+            let pids = dir.path().join("pids");
+            let _ = std::fs::remove_file(&pids);
+            // the turn ends, then codex neither exits nor closes stdout, and a child of its
+            // own (in a session of its own) keeps running
+            let body = format!(
+                r#"cat > /dev/null
+setsid sleep 300 > /dev/null 2>&1 &
+echo $! >> '{pids}'
+echo $$ >> '{pids}'
+echo '{{"type":"thread.started","thread_id":"t-w"}}'
+echo '{{"type":"item.completed","item":{{"id":"i0","type":"agent_message","text":"done"}}}}'
+echo '{terminal}'
+exec sleep 300"#,
+                pids = pids.display()
+            );
+            // no timeout at all: only the wind-down can end this run
+            let b = CliBackend::builder()
+                .binary(script(dir.path(), "codex", &body))
+                .temp_dir(tmp.path())
+                .build()
+                .unwrap();
+            let started = StdInstant::now();
+            let outcome = tokio::time::timeout(Duration::from_secs(60), b.run(TaskSpec::new("x")))
+                .await
+                .expect("the outcome came without a timeout");
+            if terminal.contains("completed") {
+                let outcome = outcome.unwrap();
+                assert_eq!(outcome.final_message.as_deref(), Some("done"));
+            } else {
+                let err = outcome.unwrap_err();
+                assert!(
+                    matches!(&err, CoreError::TurnFailed { message, .. } if message == "model exploded"),
+                    "{err:?}"
+                );
+            }
+            assert!(started.elapsed() < Duration::from_secs(30));
+            for pid in std::fs::read_to_string(&pids).unwrap().lines() {
+                let pid: u32 = pid.trim().parse().unwrap();
+                assert!(wait_gone(pid).await, "{pid} survived the wind-down");
+            }
+            assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+        }
     }
 
     #[tokio::test]

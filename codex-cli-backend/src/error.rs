@@ -67,7 +67,7 @@ pub enum Error {
     },
 
     /// A temporary file (output schema, last message) could not be written or read.
-    #[error("{what} temp file {}: {source}", path.display())]
+    #[error("{what} temp file {}", path.display())]
     TempFile {
         /// Which file.
         what: &'static str,
@@ -85,7 +85,7 @@ pub enum Error {
     NoBinary,
 
     /// A path of the task could not be made absolute.
-    #[error("cannot resolve the path {}: {source}", path.display())]
+    #[error("cannot resolve the path {}", path.display())]
     Path {
         /// The path.
         path: PathBuf,
@@ -132,7 +132,7 @@ mod tests {
                 ..
             }
         ));
-        let msg = err.to_string();
+        let msg = codex_core::error_chain(&err);
         assert!(msg.contains("a.b") && msg.contains("null"), "{msg}");
         assert!(matches!(
             Error::from_core(&err),
@@ -140,3 +140,7 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod chain_tests;

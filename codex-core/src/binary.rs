@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::{AuthContext, AuthMode};
 use crate::error::{Error, Result};
@@ -20,7 +21,7 @@ pub const CODEX_BIN_ENV: &str = "CODEX_BIN";
 
 /// The newest codex version whose behaviour this crate knows (the pinned version the tests
 /// run). A codex whose `--version` cannot be read is assumed to behave like this one.
-pub const NEWEST_KNOWN_VERSION: &str = "0.169.0";
+pub const NEWEST_KNOWN_VERSION: &str = "0.171.0";
 
 /// What `codex --version` said: a version (`codex-cli 0.169.0` → 0.169.0), or, for output
 /// the parser does not know (`codex-cli test`, a development build `0.0.0-dev`, a wrapper
@@ -183,6 +184,36 @@ fn parse_flags(help: &str) -> BTreeSet<String> {
     flags
 }
 
+/// How [`CodexBinary::probe_with`] runs its probe commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProbeOptions {
+    /// How long each probe command (`--version`, `exec --help`, `exec resume --help`) may
+    /// take before its process tree is killed and the probe fails with
+    /// [`Error::CommandTimeout`]. Default [`ProbeOptions::DEFAULT_DEADLINE`].
+    pub deadline: Duration,
+}
+
+impl ProbeOptions {
+    /// The default deadline of one probe command: 30 s (the npm launcher answers in about
+    /// 100 ms; a cold start on a loaded machine may take a few seconds).
+    pub const DEFAULT_DEADLINE: Duration = crate::process::DEFAULT_OUTPUT_TIMEOUT;
+
+    /// Sets the deadline of each probe command.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions {
+            deadline: Self::DEFAULT_DEADLINE,
+        }
+    }
+}
+
 /// An installed codex: where it is, its version and what it accepts.
 ///
 /// Cheap to clone.
@@ -225,14 +256,32 @@ impl CodexBinary {
     /// [unknown](CodexVersion::is_known) (a warning is logged once per program), codex is
     /// assumed to behave like the newest known version, and the flags still come from its
     /// `--help`.
+    ///
+    /// Each probe command gets the default [`ProbeOptions`] deadline (30 s).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] / [`Error::Spawn`] when it cannot be run,
+    /// [`Error::CommandTimeout`] when a probe command hangs (its process tree is killed).
     pub async fn probe(path: impl Into<PathBuf>) -> Result<CodexBinary> {
+        Self::probe_with(path, ProbeOptions::default()).await
+    }
+
+    /// [`CodexBinary::probe`] with explicit options (the deadline of each probe command).
+    ///
+    /// # Errors
+    /// As [`CodexBinary::probe`].
+    pub async fn probe_with(
+        path: impl Into<PathBuf>,
+        options: ProbeOptions,
+    ) -> Result<CodexBinary> {
         let path = path.into();
-        let version_out = run_quick(&path, &["--version"]).await?;
+        let run_quick = |args: &'static [&'static str]| run_quick(&path, args, options.deadline);
+        let version_out = run_quick(&["--version"]).await?;
         let version = CodexVersion::from_version_output(&version_out.stdout);
         warn_if_unknown(&path, &version);
         let (exec_help, resume_help) = tokio::join!(
-            run_quick(&path, &["exec", "--help"]),
-            run_quick(&path, &["exec", "resume", "--help"])
+            run_quick(&["exec", "--help"]),
+            run_quick(&["exec", "resume", "--help"])
         );
         let capabilities = Capabilities::from_help(&exec_help?.stdout, &resume_help?.stdout);
         Ok(CodexBinary {
@@ -488,10 +537,15 @@ fn check_exists(path: &Path, what: &str) -> Result<PathBuf> {
     }
 }
 
-async fn run_quick(path: &Path, args: &[&str]) -> Result<crate::process::Output> {
+async fn run_quick(
+    path: &Path,
+    args: &[&str],
+    deadline: Duration,
+) -> Result<crate::process::Output> {
     CodexCommand::new(path)
         .args(args.iter().copied())
         .stdin(Stdio::Null)
+        .output_timeout(deadline)
         .output()
         .await
 }
@@ -615,6 +669,62 @@ mod tests {
         std::fs::write(&fake, script("0.2.0") + "\n").unwrap();
         let other = cache_file_in(state.path(), &fake).unwrap();
         assert_ne!(file, other);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_probe_times_out_typed_and_its_tree_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("codex");
+        let pids = dir.path().join("pids");
+        // answers --version, then hangs on `exec --help` with a child of its own
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\ncase \"$1\" in --version) echo codex-cli 0.1.0;; *) sleep 300 & echo $! >> '{}'; wait;; esac\n",
+                pids.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let options = ProbeOptions::default().deadline(std::time::Duration::from_millis(1500));
+        assert_eq!(options.deadline, std::time::Duration::from_millis(1500));
+        let err = CodexBinary::probe_with(&fake, options).await.unwrap_err();
+        let Error::CommandTimeout {
+            program,
+            what,
+            after,
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(program, &fake);
+        assert!(
+            what.starts_with("exec") && what.ends_with("--help"),
+            "{what}"
+        );
+        assert_eq!(*after, std::time::Duration::from_millis(1500));
+        let msg = err.to_string();
+        assert!(msg.contains(&fake.display().to_string()), "{msg}");
+        let recorded = std::fs::read_to_string(&pids).unwrap_or_default();
+        assert!(
+            !recorded.trim().is_empty(),
+            "the hung probe never started its child"
+        );
+        for pid in recorded.lines() {
+            let stat = format!("/proc/{}/stat", pid.trim());
+            let mut gone = false;
+            for _ in 0..250 {
+                gone = std::fs::read_to_string(&stat).map_or(true, |s| {
+                    s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'))
+                });
+                if gone {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            assert!(gone, "the hung probe's child {pid} survived");
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub enum Error {
     },
 
     /// The codex binary exists but could not be started (permission denied, not an executable...).
-    #[error("could not start codex at {}: {source}", program.display())]
+    #[error("could not start codex at {}", program.display())]
     Spawn {
         /// The program we tried to run.
         program: PathBuf,
@@ -89,6 +89,21 @@ pub enum Error {
         after: Duration,
         /// The thread, when it had started.
         thread_id: Option<ThreadId>,
+    },
+
+    /// A short codex command (a `--version` or `--help` probe, `login status`) did not finish
+    /// in time; its process tree was killed.
+    #[error(
+        "`{} {what}` did not finish within {after:?} and was killed; check that this is a working codex (run the same command by hand) or allow it more time",
+        program.display()
+    )]
+    CommandTimeout {
+        /// The program that hung.
+        program: PathBuf,
+        /// What it was asked (its arguments, e.g. `--version`).
+        what: String,
+        /// The limit that ran out.
+        after: Duration,
     },
 
     /// The run was cancelled by the caller.
@@ -153,7 +168,7 @@ pub enum Error {
     },
 
     /// An error from a specific backend (decoding, protocol, transport).
-    #[error("{backend} backend: {source}")]
+    #[error("{backend} backend")]
     Backend {
         /// Which backend.
         backend: BackendKind,
@@ -167,7 +182,7 @@ pub enum Error {
     Store(#[from] crate::jobs::StoreError),
 
     /// An I/O error while doing `context`.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What we were doing.
         context: String,
@@ -272,3 +287,62 @@ fn render_roots(roots: &[PathBuf]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Displays an error followed by each of its causes ([`std::error::Error::source`]), joined
+/// by `": "`, each text once: this is how binaries print errors and how job records store
+/// them.
+///
+/// Our errors never repeat their source's text in their own message, so the chain is the
+/// whole story told once. For errors of other crates that do embed their source in their
+/// message, a cause whose text the rendering already ends with (after `": "`) is not
+/// repeated.
+///
+/// ```
+/// use codex_core::{Error, ErrorChain};
+/// let err = Error::io("reading the prompt", std::io::Error::other("disk on fire"));
+/// assert_eq!(err.to_string(), "reading the prompt");
+/// assert_eq!(ErrorChain(&err).to_string(), "reading the prompt: disk on fire");
+/// ```
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = self.0.to_string();
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            let told = out
+                .strip_suffix(text.as_str())
+                .is_some_and(|head| head.is_empty() || head.ends_with(": "));
+            if out.is_empty() {
+                out = text;
+            } else if !text.is_empty() && !told {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            next = cause.source();
+        }
+        f.write_str(&out)
+    }
+}
+
+impl std::fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// [`ErrorChain`] as a `String`: the error and each of its causes, once, joined by `": "`.
+///
+/// ```
+/// let err = codex_core::Error::io("saving", std::io::Error::other("full"));
+/// assert_eq!(codex_core::error_chain(&err), "saving: full");
+/// ```
+pub fn error_chain(err: &(dyn std::error::Error + '_)) -> String {
+    ErrorChain(err).to_string()
+}
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod tests;

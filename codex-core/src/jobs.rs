@@ -22,6 +22,16 @@
 //! - A record that cannot be parsed is moved aside and reported ([`StoreError::Corrupt`] from
 //!   [`JobStore::get`], a [`ListReport::corrupt`] entry from [`JobStore::list`]); it is never
 //!   silently reset.
+//! - A job's identity is its file name. Ids are checked by one rule ([`validate_job_id`]:
+//!   letters, digits, `-` and `_`) whether they come from the caller or from the store's own
+//!   files, and every path of a job (record, log, a companion's spec) is built from a checked
+//!   id only, never from a record's content. A record whose `id` field differs from its file
+//!   name (a hand-edited or damaged file, possibly `"../../x"`) is corrupt: it is kept aside
+//!   like an unparsable one, never rewritten under the id it claims. A `jobs/*.json` file whose
+//!   name is not a valid id is kept aside too. The `log_file` field is derived from the id:
+//!   whatever a file says, a record read back names `logs/<id>.log`, and pruning deletes
+//!   only `jobs/<id>.json` and `logs/<id>.log`. So reading, reconciling and pruning write
+//!   nothing outside the store's directory.
 //! - Reading reconciles: a queued or running job whose worker process is gone is marked
 //!   failed ("worker exited") by whoever reads the store next.
 //! - Pruning keeps the newest `keep_finished` finished jobs (default 50).
@@ -84,11 +94,19 @@ pub enum StoreError {
         /// The requested status.
         to: JobStatus,
     },
+    /// A job id (or id prefix) is not well formed (see [`validate_job_id`]).
+    #[error(
+        "{id:?} is not a job id: job ids are 1 to {MAX_JOB_ID_LEN} ASCII letters, digits, '-' or '_' (like job-0194f3a2b1c-5e6f7a)"
+    )]
+    InvalidId {
+        /// The id as given.
+        id: String,
+    },
     /// No state directory could be determined.
     #[error("no state directory: set {STATE_DIR_ENV}")]
     NoStateDir,
     /// An I/O error.
-    #[error("job store: {context}: {source}")]
+    #[error("job store: {context}")]
     Io {
         /// What we were doing.
         context: String,
@@ -96,6 +114,34 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The longest job id (or prefix) [`validate_job_id`] accepts.
+pub const MAX_JOB_ID_LEN: usize = 128;
+
+/// Checks that `id` can name a job (or be a prefix of one): 1 to [`MAX_JOB_ID_LEN`] ASCII
+/// letters, digits, `-` or `_`. No separator, no dot, so it names one file in the store's
+/// folders and nothing else. This one rule applies to ids given by a caller and to ids read
+/// from the store's own files.
+///
+/// ```
+/// use codex_core::jobs::validate_job_id;
+/// assert!(validate_job_id("job-0194f3a2b1c-5e6f7a").is_ok());
+/// assert!(validate_job_id("job-01").is_ok());
+/// assert!(validate_job_id("../../x").is_err());
+/// assert!(validate_job_id("").is_err());
+/// ```
+pub fn validate_job_id(id: &str) -> Result<(), StoreError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_JOB_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidId { id: id.to_owned() })
+    }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -227,7 +273,8 @@ impl JobResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct JobRecord {
-    /// Unique id (sortable by creation time).
+    /// Unique id (sortable by creation time). The record's file is `jobs/<id>.json`; a stored
+    /// record whose `id` differs from its file name is corrupt.
     pub id: String,
     /// What it is.
     pub kind: JobKind,
@@ -266,7 +313,7 @@ pub struct JobRecord {
     pub error: Option<String>,
     /// What it produced.
     pub result: Option<JobResult>,
-    /// Its log file.
+    /// Its log file, `logs/<id>.log` in the store (derived from the id when read back).
     pub log_file: PathBuf,
 }
 
@@ -382,13 +429,30 @@ impl JobStore {
         &self.workspace_root
     }
 
+    /// The record file of `id`, which the caller has checked with [`validate_job_id`].
     fn job_path(&self, id: &str) -> PathBuf {
+        debug_assert!(validate_job_id(id).is_ok(), "unchecked job id {id:?}");
         self.dir.join("jobs").join(format!("{id}.json"))
     }
 
-    /// The log file of a job.
-    pub fn log_path(&self, id: &str) -> PathBuf {
+    /// The log file of `id`, which the caller has checked with [`validate_job_id`].
+    fn log_path_of(&self, id: &str) -> PathBuf {
+        debug_assert!(validate_job_id(id).is_ok(), "unchecked job id {id:?}");
         self.dir.join("logs").join(format!("{id}.log"))
+    }
+
+    /// The log file of a job: `logs/<id>.log` in the store. Refuses an id that is not well
+    /// formed ([`StoreError::InvalidId`]).
+    ///
+    /// ```
+    /// # let state = tempfile::tempdir().unwrap();
+    /// let store = codex_core::jobs::JobStore::open(state.path(), state.path()).unwrap();
+    /// assert!(store.log_path("job-1").unwrap().ends_with("logs/job-1.log"));
+    /// assert!(store.log_path("../x").is_err());
+    /// ```
+    pub fn log_path(&self, id: &str) -> Result<PathBuf, StoreError> {
+        validate_job_id(id)?;
+        Ok(self.log_path_of(id))
     }
 
     fn lock(&self) -> Result<File, StoreError> {
@@ -409,8 +473,9 @@ impl JobStore {
         let _guard = self.lock()?;
         let id = new_job_id();
         let now = now_ms();
+        validate_job_id(&id)?;
         let record = JobRecord {
-            log_file: self.log_path(&id),
+            log_file: self.log_path_of(&id),
             id,
             kind: new.kind,
             title: title_line(&new.title),
@@ -438,7 +503,8 @@ impl JobStore {
     }
 
     /// Reads, changes and writes back one job under the lock. The change sees the current
-    /// record (after reconciliation) and may refuse by returning an error.
+    /// record (after reconciliation) and may refuse by returning an error. It cannot change
+    /// the job's identity: `id` and `log_file` are put back as they were.
     pub fn update<F>(&self, id: &str, change: F) -> Result<JobRecord, StoreError>
     where
         F: FnOnce(&mut JobRecord) -> Result<(), StoreError>,
@@ -448,6 +514,8 @@ impl JobStore {
         let mut record = self.read_record(&id)?;
         reconcile_one(&mut record);
         change(&mut record)?;
+        record.log_file = self.log_path_of(&id);
+        record.id = id;
         record.updated_at_ms = now_ms();
         record.title = redact(&record.title);
         record.summary = record.summary.as_deref().map(redact);
@@ -487,11 +555,18 @@ impl JobStore {
         Ok(record)
     }
 
-    /// Every job, newest first, reconciled; corrupt records are moved aside and reported.
+    /// Every job, newest first, reconciled; corrupt records (unparsable, an `id` that is not
+    /// their file name, a file name that is not a job id) are moved aside and reported.
     pub fn list(&self) -> Result<ListReport, StoreError> {
         let _guard = self.lock()?;
         let mut report = ListReport::default();
-        for id in self.ids()? {
+        let scan = self.scan()?;
+        for path in scan.misnamed {
+            report.corrupt.push(
+                self.keep_aside(path, "its file name is not a job id (see validate_job_id)")?,
+            );
+        }
+        for id in scan.ids {
             match self.read_record(&id) {
                 Ok(mut record) => {
                     if reconcile_one(&mut record) {
@@ -533,7 +608,7 @@ impl JobStore {
 
     /// Appends text to a job's log, redacted.
     pub fn append_log(&self, id: &str, text: &str) -> Result<(), StoreError> {
-        let path = self.log_path(id);
+        let path = self.log_path(id)?;
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -554,53 +629,62 @@ impl JobStore {
     }
 
     fn prune_locked(&self) -> Result<usize, StoreError> {
-        let mut finished: Vec<JobRecord> = self
-            .ids()?
+        // the paths removed are built from the (checked) file names, never from a record's
+        // content: read_record guarantees `id` is the file name and derives `log_file`
+        let mut finished: Vec<(String, JobRecord)> = self
+            .scan()?
+            .ids
             .into_iter()
-            .filter_map(|id| self.read_record(&id).ok())
-            .filter(|r| r.status.is_finished())
+            .filter_map(|id| self.read_record(&id).ok().map(|r| (id, r)))
+            .filter(|(_, r)| r.status.is_finished())
             .collect();
         if finished.len() <= self.keep_finished {
             return Ok(0);
         }
-        finished
-            .sort_by_key(|r| std::cmp::Reverse((r.finished_at_ms.unwrap_or(0), r.created_at_ms)));
+        finished.sort_by_key(|(_, r)| {
+            std::cmp::Reverse((r.finished_at_ms.unwrap_or(0), r.created_at_ms))
+        });
         let mut removed = 0;
-        for old in finished.into_iter().skip(self.keep_finished) {
-            let _ = fs::remove_file(self.job_path(&old.id));
-            let _ = fs::remove_file(&old.log_file);
+        for (id, _) in finished.into_iter().skip(self.keep_finished) {
+            let _ = fs::remove_file(self.job_path(&id));
+            let _ = fs::remove_file(self.log_path_of(&id));
             removed += 1;
         }
         Ok(removed)
     }
 
-    fn ids(&self) -> Result<Vec<String>, StoreError> {
+    /// The `jobs/*.json` files: the ids of those named by a valid job id (sorted), and the
+    /// paths of the others. Folders are skipped.
+    fn scan(&self) -> Result<Scan, StoreError> {
         let dir = self.dir.join("jobs");
-        let mut ids = Vec::new();
+        let mut scan = Scan::default();
         for entry in fs::read_dir(&dir).map_err(io_err(format!("reading {}", dir.display())))? {
             let entry = entry.map_err(io_err(format!("reading {}", dir.display())))?;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if let Some(id) = name.strip_suffix(".json") {
-                ids.push(id.to_owned());
+                if validate_job_id(id).is_ok() {
+                    scan.ids.push(id.to_owned());
+                } else {
+                    scan.misnamed.push(entry.path());
+                }
             }
         }
-        ids.sort();
-        Ok(ids)
+        scan.ids.sort();
+        Ok(scan)
     }
 
     fn resolve_locked(&self, prefix: &str) -> Result<String, StoreError> {
-        if prefix.is_empty() || prefix.contains(['/', '\\']) || prefix.contains("..") {
-            return Err(StoreError::NotFound {
-                id: prefix.to_owned(),
-                store: self.dir.clone(),
-            });
-        }
+        validate_job_id(prefix)?;
         if self.job_path(prefix).exists() {
             return Ok(prefix.to_owned());
         }
         let matches: Vec<String> = self
-            .ids()?
+            .scan()?
+            .ids
             .into_iter()
             .filter(|id| id.starts_with(prefix))
             .collect();
@@ -617,7 +701,10 @@ impl JobStore {
         }
     }
 
+    /// Reads the record of `id`. The file name is the identity: a record whose `id` field
+    /// says otherwise is kept aside as corrupt, and `log_file` is derived from `id`.
     fn read_record(&self, id: &str) -> Result<JobRecord, StoreError> {
+        validate_job_id(id)?;
         let path = self.job_path(id);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -629,34 +716,47 @@ impl JobStore {
             }
             Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
         };
-        match serde_json::from_slice::<JobRecord>(&bytes) {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                let mut n = 0;
-                let kept_at = loop {
-                    let candidate = path.with_extension(format!("json.corrupt-{n}"));
-                    if !candidate.exists() {
-                        break candidate;
-                    }
-                    n += 1;
-                };
-                fs::rename(&path, &kept_at)
-                    .map_err(io_err(format!("moving aside {}", path.display())))?;
-                tracing::warn!(
-                    "corrupt job record {} kept at {}",
-                    path.display(),
-                    kept_at.display()
-                );
-                Err(StoreError::Corrupt {
-                    path,
-                    kept_at,
-                    reason: e.to_string(),
-                })
-            }
+        let mut record = match serde_json::from_slice::<JobRecord>(&bytes) {
+            Ok(r) => r,
+            Err(e) => return Err(self.keep_aside(path, &e.to_string())?),
+        };
+        if record.id != id {
+            let claimed: String = record.id.chars().take(80).collect();
+            let reason = format!("its id {claimed:?} is not its file name");
+            return Err(self.keep_aside(path, &reason)?);
         }
+        record.log_file = self.log_path_of(id);
+        Ok(record)
+    }
+
+    /// Moves the corrupt record file `path` (a file of `jobs/`) aside to
+    /// `<name>.corrupt-N` and returns the [`StoreError::Corrupt`] that reports it.
+    fn keep_aside(&self, path: PathBuf, reason: &str) -> Result<StoreError, StoreError> {
+        let mut n = 0;
+        let kept_at = loop {
+            let mut name = path.file_name().unwrap_or_default().to_owned();
+            name.push(format!(".corrupt-{n}"));
+            let candidate = path.with_file_name(name);
+            if !candidate.exists() {
+                break candidate;
+            }
+            n += 1;
+        };
+        fs::rename(&path, &kept_at).map_err(io_err(format!("moving aside {}", path.display())))?;
+        tracing::warn!(
+            "corrupt job record {} kept at {}",
+            path.display(),
+            kept_at.display()
+        );
+        Ok(StoreError::Corrupt {
+            path,
+            kept_at,
+            reason: reason.to_owned(),
+        })
     }
 
     fn write_record(&self, record: &JobRecord) -> Result<(), StoreError> {
+        validate_job_id(&record.id)?;
         let path = self.job_path(&record.id);
         let dir = self.dir.join("jobs");
         let mut tmp = tempfile::NamedTempFile::new_in(&dir)
@@ -672,6 +772,15 @@ impl JobStore {
             .map_err(|e| io_err(format!("replacing {}", path.display()))(e.error))?;
         Ok(())
     }
+}
+
+/// The files of a store's `jobs/` folder (see [`JobStore::scan`]).
+#[derive(Default)]
+struct Scan {
+    /// Records named by a valid job id, sorted.
+    ids: Vec<String>,
+    /// `*.json` files whose name is not a job id.
+    misnamed: Vec<PathBuf>,
 }
 
 /// Marks a queued/running job whose worker is gone as failed. Returns whether it changed.
@@ -918,10 +1027,140 @@ mod tests {
             store.get("job-"),
             Err(StoreError::Ambiguous { .. })
         ));
+        for bad in ["../x", "", "a/b", "job.json", "x y"] {
+            assert!(
+                matches!(store.get(bad), Err(StoreError::InvalidId { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(store.log_path("../x").is_err());
+        assert!(store.append_log("../x", "nope").is_err());
+    }
+
+    /// Every file outside `skip` under `root`, with its content (`None` for a folder).
+    fn snapshot(root: &Path, skip: &Path) -> std::collections::BTreeMap<PathBuf, Option<Vec<u8>>> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut todo = vec![root.to_owned()];
+        while let Some(dir) = todo.pop() {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.starts_with(skip) {
+                    continue;
+                }
+                if path.is_dir() {
+                    todo.push(path.clone());
+                    out.insert(path, None);
+                } else {
+                    out.insert(path.clone(), Some(fs::read(&path).unwrap()));
+                }
+            }
+        }
+        out
+    }
+
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn hand_edited_ids_never_become_paths() {
+        let root = tempfile::tempdir().unwrap();
+        let ws = root.path().join("ws");
+        fs::create_dir_all(&ws).unwrap();
+        let victim = root.path().join("victim.log");
+        fs::write(&victim, b"keep me").unwrap();
+        let store = JobStore::open(&root.path().join("state"), &ws)
+            .unwrap()
+            .keep_finished(0);
+        let jobs = store.dir().join("jobs");
+
+        // a running job of a dead worker (reconciling rewrites it) that claims to be ../../x
+        let a = store
+            .create(NewJob::new(JobKind::Task, "a", false))
+            .unwrap();
+        let mut doc = serde_json::to_value(&a).unwrap();
+        doc["id"] = "../../x".into();
+        doc["status"] = "running".into();
+        doc["pid"] = dead_pid().into();
+        fs::write(store.job_path(&a.id), doc.to_string()).unwrap();
+        // a finished job (pruning deletes it) whose id is another job's and whose log file
+        // is outside the store
+        let b = store
+            .create(NewJob::new(JobKind::Task, "b", false))
+            .unwrap();
+        let mut doc = serde_json::to_value(&b).unwrap();
+        doc["id"] = "job-c".into();
+        doc["status"] = "completed".into();
+        doc["log_file"] = victim.to_string_lossy().into_owned().into();
+        fs::write(store.job_path(&b.id), doc.to_string()).unwrap();
+        // a finished job whose id is right but whose log file is outside the store
+        let d = store
+            .create(NewJob::new(JobKind::Task, "d", false))
+            .unwrap();
+        let mut doc = serde_json::to_value(&d).unwrap();
+        doc["status"] = "completed".into();
+        doc["log_file"] = victim.to_string_lossy().into_owned().into();
+        fs::write(store.job_path(&d.id), doc.to_string()).unwrap();
+        // files whose names are not job ids
+        fs::write(jobs.join("x.y.json"), b"{}").unwrap();
+        fs::write(jobs.join("a b.json"), b"{}").unwrap();
+
+        let before = snapshot(root.path(), store.dir());
+        assert!(matches!(store.get(&a.id), Err(StoreError::Corrupt { .. })));
         assert!(matches!(
-            store.get("../x"),
-            Err(StoreError::NotFound { .. })
+            store.get("../../x"),
+            Err(StoreError::InvalidId { .. })
         ));
+        let report = store.list().unwrap();
+        let corrupt: Vec<String> = report.corrupt.iter().map(ToString::to_string).collect();
+        assert_eq!(corrupt.len(), 3, "{corrupt:?}"); // b, x.y, a b (a went aside in get)
+        assert!(
+            corrupt
+                .iter()
+                .any(|c| c.contains("\"job-c\" is not its file name")),
+            "{corrupt:?}"
+        );
+        assert_eq!(report.jobs.len(), 1, "{:?}", report.jobs);
+        assert_eq!(report.jobs[0].id, d.id);
+        assert_eq!(report.jobs[0].log_file, store.log_path(&d.id).unwrap());
+        store.prune().unwrap();
+        assert!(store.list().unwrap().jobs.is_empty());
+        assert!(store.update("job-c", |_| Ok(())).is_err());
+        assert_eq!(snapshot(root.path(), store.dir()), before);
+        assert_eq!(fs::read(&victim).unwrap(), b"keep me");
+        // nothing was duplicated, everything corrupt is kept aside
+        assert!(!jobs.join("job-c.json").exists());
+        assert!(jobs.join(format!("{}.json.corrupt-0", a.id)).exists());
+        assert!(jobs.join(format!("{}.json.corrupt-0", b.id)).exists());
+        assert!(jobs.join("x.y.json.corrupt-0").exists());
+        assert!(jobs.join("a b.json.corrupt-0").exists());
+    }
+
+    #[test]
+    fn an_update_cannot_change_the_identity() {
+        let (_s, _w, store) = store();
+        let job = store
+            .create(NewJob::new(JobKind::Task, "t", false))
+            .unwrap();
+        let updated = store
+            .update(&job.id, |r| {
+                r.id = "../../x".into();
+                r.log_file = "/etc/passwd".into();
+                r.summary = Some("s".into());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(updated.id, job.id);
+        assert_eq!(updated.log_file, job.log_file);
+        assert_eq!(store.get(&job.id).unwrap().summary.as_deref(), Some("s"));
+        let names: Vec<_> = fs::read_dir(store.dir().join("jobs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [format!("{}.json", job.id)]);
     }
 
     #[test]
@@ -930,9 +1169,7 @@ mod tests {
         let job = store
             .create(NewJob::new(JobKind::Task, "t", false))
             .unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
+        let pid = dead_pid();
         store
             .update(&job.id, |r| {
                 r.set_status(JobStatus::Running)?;
@@ -1004,7 +1241,7 @@ mod tests {
         store
             .append_log(&job.id, "Authorization: Bearer tok_123456789")
             .unwrap();
-        let log = fs::read_to_string(store.log_path(&job.id)).unwrap();
+        let log = fs::read_to_string(store.log_path(&job.id).unwrap()).unwrap();
         assert_eq!(log, "Authorization: Bearer [REDACTED]\n");
         assert_eq!(redact("api_key=abcd1234 ok"), "api_key=[REDACTED] ok");
         assert_eq!(redact("sk-short"), "sk-short");

@@ -37,8 +37,8 @@ pub mod workspace;
 
 pub use auth::{AuthContext, AuthMode, Feature};
 pub use backend::{Backend, BackendKind, CancelHandle, Run, RunSink, TurnOutcome};
-pub use binary::{Capabilities, CodexBinary, CodexVersion};
-pub use error::{Error, ExitSummary, Result};
+pub use binary::{Capabilities, CodexBinary, CodexVersion, ProbeOptions};
+pub use error::{Error, ErrorChain, ExitSummary, Result, error_chain};
 pub use event::{Event, FailureKind, Item, ItemDetails, ThreadId, TurnId, Usage};
 pub use spec::{
     ApprovalPolicy, ConfigOverride, Preset, ReasoningEffort, SandboxMode, ServiceTier, TaskSpec,

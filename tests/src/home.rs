@@ -13,6 +13,18 @@
 //!   `GIT_CEILING_DIRECTORIES`), so a folder under `target/` counts as inside the project's
 //!   checkout: `--skip-git-repo-check` is then not needed. Use
 //!   [`TempWorkspace::outside_git`] to get a folder outside any repository.
+//!
+//! Two kinds of home:
+//! - [`CodexHome::new`] is the fast, clean home most tests use: codex's shell snapshot is
+//!   off and `HOME` is left alone.
+//! - [`CodexHome::realistic`] is what a developer's machine looks like: the shell snapshot
+//!   is on (codex 0.169.0 runs it at the start of every thread, as `bash -lc` in a session of
+//!   its own), `HOME` is a private folder whose login profile is slow and leaves a child
+//!   process looping in the background (like `eval "$(pyenv init -)"` starting a `pyenv
+//!   rehash`), and the provider needs no OpenAI login. Timeout, cancel, kill and auth tests
+//!   run there: they check that no process of that tree survives (see
+//!   [`crate::procs`]; every process of the tree carries `CODEX_HOME=<the home>` and
+//!   `HOME=<the private HOME>`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,6 +50,16 @@ pub const ENV_TO_REMOVE: &[&str] = &[
     "RUST_BACKTRACE",
 ];
 
+/// The login profile of the realistic home (`.bashrc`, `.profile` and `.bash_profile`): it
+/// leaves a subshell looping in the background (for at most five minutes, so that a failing
+/// test cannot leave it forever) and takes a second to finish, like a profile that runs
+/// `eval "$(pyenv init -)"`.
+pub const SLOW_PROFILE: &str = "\
+# codex-bridge realistic test home: a slow login profile that leaves a child behind
+( i=0; while [ \"$i\" -lt 600 ]; do sleep 0.5; i=$((i+1)); done ) &
+sleep 1
+";
+
 fn fresh_dir(kind: &str) -> TempDir {
     let parent = target_dir().join(kind);
     std::fs::create_dir_all(&parent)
@@ -54,6 +76,8 @@ fn fresh_dir(kind: &str) -> TempDir {
 #[derive(Debug)]
 pub struct CodexHome {
     dir: TempDir,
+    user_home: Option<TempDir>,
+    shell_snapshot: bool,
     base_url: String,
     model: String,
     approval_policy: String,
@@ -80,6 +104,8 @@ impl CodexHome {
     pub fn with_base_url(base_url: &str) -> CodexHome {
         let home = CodexHome {
             dir: fresh_dir("codex-homes"),
+            user_home: None,
+            shell_snapshot: false,
             base_url: base_url.to_owned(),
             model: "gpt-5.5".to_owned(),
             approval_policy: "never".to_owned(),
@@ -91,6 +117,39 @@ impl CodexHome {
         };
         home.write_config();
         home
+    }
+
+    /// The realistic home (see the module docs) pointed at `mock`: shell snapshot on, a
+    /// private `HOME` with a slow login profile that leaves a looping child behind
+    /// ([`SLOW_PROFILE`]), `SHELL=/bin/bash`, and the mock provider without OpenAI login.
+    ///
+    /// # Panics
+    /// When the folders or files cannot be written.
+    pub fn realistic(mock: &MockModel) -> CodexHome {
+        CodexHome::realistic_with_base_url(&mock.base_url())
+    }
+
+    /// [`CodexHome::realistic`] pointed at any provider base URL.
+    ///
+    /// # Panics
+    /// When the folders or files cannot be written.
+    pub fn realistic_with_base_url(base_url: &str) -> CodexHome {
+        let user_home = fresh_dir("user-homes");
+        for name in [".bashrc", ".profile", ".bash_profile"] {
+            let path = user_home.path().join(name);
+            std::fs::write(&path, SLOW_PROFILE)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        }
+        let mut home = CodexHome::with_base_url(base_url);
+        home.user_home = Some(user_home);
+        home.shell_snapshot = true;
+        home.write_config();
+        home
+    }
+
+    /// The private `HOME` of a [`CodexHome::realistic`] home (`None` for the clean home).
+    pub fn user_home(&self) -> Option<&Path> {
+        self.user_home.as_ref().map(TempDir::path)
     }
 
     /// Sets `approval_policy` ("never", "on-request", "untrusted", ...).
@@ -175,8 +234,12 @@ impl CodexHome {
         }
         out.push_str("\n[analytics]\nenabled = false\n\n");
         // codex's shell snapshot runs `bash -lc` at thread start; a slow or blocked login
-        // profile (seen here: pyenv's rehash lock) would stall every test turn.
-        out.push_str("[features]\nshell_snapshot = false\n\n");
+        // profile (seen here: pyenv's rehash lock) would stall every test turn, so the clean
+        // home turns it off; the realistic home keeps it on, with a private HOME.
+        out.push_str(&format!(
+            "[features]\nshell_snapshot = {}\n\n",
+            self.shell_snapshot
+        ));
         out.push_str("[model_providers.mock]\n");
         out.push_str("name = \"Mock Responses\"\n");
         out.push_str(&format!("base_url = {}\n", toml_str(&self.base_url)));
@@ -206,9 +269,10 @@ impl CodexHome {
     }
 
     /// The variables to set for a codex child: `CODEX_HOME` and
-    /// `CODEX_APP_SERVER_DISABLE_MANAGED_CONFIG=1`. Remove [`ENV_TO_REMOVE`] as well.
+    /// `CODEX_APP_SERVER_DISABLE_MANAGED_CONFIG=1` (and, for the realistic home, `HOME` and
+    /// `SHELL=/bin/bash`). Remove [`ENV_TO_REMOVE`] as well.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             (
                 "CODEX_HOME".to_owned(),
                 self.path().to_string_lossy().into_owned(),
@@ -217,7 +281,12 @@ impl CodexHome {
                 "CODEX_APP_SERVER_DISABLE_MANAGED_CONFIG".to_owned(),
                 "1".to_owned(),
             ),
-        ]
+        ];
+        if let Some(user_home) = self.user_home() {
+            env.push(("HOME".to_owned(), user_home.to_string_lossy().into_owned()));
+            env.push(("SHELL".to_owned(), "/bin/bash".to_owned()));
+        }
+        env
     }
 
     /// Applies [`CodexHome::env`] and removes [`ENV_TO_REMOVE`] on a `tokio` command.

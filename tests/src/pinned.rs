@@ -7,8 +7,9 @@
 
 use std::path::PathBuf;
 
-/// The codex CLI version the whole test suite is pinned to.
-pub const PINNED_CODEX_VERSION: &str = "0.169.0";
+/// The codex CLI version the whole test suite is pinned to: the one line of
+/// `codex-version.txt` at the workspace root (xtask reads the same file).
+pub const PINNED_CODEX_VERSION: &str = include_str!("../../codex-version.txt").trim_ascii();
 
 /// The workspace root (the parent of this crate's folder).
 pub fn workspace_root() -> PathBuf {
@@ -183,7 +184,9 @@ mod tests {
     fn the_pinned_install_is_under_tools() {
         let path = pinned_install_path();
         assert!(path.starts_with(workspace_root().join(".tools")));
-        assert!(path.ends_with("codex-0.169.0/node_modules/.bin/codex"));
+        assert!(path.ends_with(format!(
+            "codex-{PINNED_CODEX_VERSION}/node_modules/.bin/codex"
+        )));
         assert!(workspace_root().join("Cargo.toml").exists());
     }
 }

@@ -21,6 +21,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::home::CodexHome;
+
 /// The ids of the live processes (other than this one) whose environment holds `key=value`
 /// exactly. Zombies (whose environment is gone) and processes that cannot be read are not
 /// listed.
@@ -46,6 +48,93 @@ pub fn processes_with_env(key: &str, value: &str) -> Vec<u32> {
         .collect();
     pids.sort_unstable();
     pids
+}
+
+/// The live processes that belong to `home`: those whose environment carries its
+/// `CODEX_HOME`, or the private `HOME` of a [realistic](CodexHome::realistic) home (the
+/// login shell of codex's shell snapshot and the children its profile left behind).
+pub fn processes_of(home: &CodexHome) -> Vec<u32> {
+    let mut pids = processes_with_env("CODEX_HOME", &home.path().to_string_lossy());
+    if let Some(user_home) = home.user_home() {
+        pids.extend(processes_with_env("HOME", &user_home.to_string_lossy()));
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// Waits until no process belongs to `home` ([`processes_of`]). `Err` describes those still
+/// alive when `timeout` ran out ([`describe`]).
+pub async fn wait_until_home_is_quiet(home: &CodexHome, timeout: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let pids = processes_of(home);
+        if pids.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(describe(&pids));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// [`wait_until_home_is_quiet`] for tests without a runtime.
+pub fn wait_until_home_is_quiet_blocking(
+    home: &CodexHome,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pids = processes_of(home);
+        if pids.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(describe(&pids));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// `pid (ppid, pgid, sid): command line` of each process, one a line, for failure messages.
+pub fn describe(pids: &[u32]) -> String {
+    pids.iter()
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ids: Vec<&str> = stat
+                .rsplit_once(") ")
+                .map(|(_, rest)| rest.split(' ').skip(1).take(3).collect())
+                .unwrap_or_default();
+            let mut cmdline = cmdline.trim().to_owned();
+            if cmdline.len() > 160 {
+                let mut cut = 160;
+                while !cmdline.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                cmdline.truncate(cut);
+                cmdline.push('…');
+            }
+            format!("{pid} (ppid, pgid, sid {}): {cmdline}", ids.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Sends SIGKILL to every process of `home` ([`processes_of`]), for the clean-up of a
+/// failing test.
+pub fn kill_all_of(home: &CodexHome) {
+    for pid in processes_of(home) {
+        if let Ok(raw) = i32::try_from(pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(raw),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 /// Waits until no process carries `key=value` any more. `Err` lists those still alive when

@@ -20,7 +20,9 @@ use codex_asp::transport::TransportOptions;
 use codex_asp::transport::ws::{WsAuth, WsServer, WsServerOptions};
 use codex_asp::{AspBackend, Error as AspError};
 use codex_bridge_tests::home::ENV_TO_REMOVE;
-use codex_bridge_tests::procs::wait_until_gone_async;
+use codex_bridge_tests::procs::{
+    kill_all_of, processes_with_env, wait_until_gone_async, wait_until_home_is_quiet,
+};
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace, pinned_codex};
 use codex_core::event::{DeltaKind, FileChangeKind, ItemStatus};
 use codex_core::process::CodexCommand;
@@ -962,8 +964,7 @@ async fn websocket_turn_with_a_token_and_401_without() {
     }
     let core = codex_asp::backend::to_core(err, codex_core::BackendKind::AppServer, "connecting");
     assert!(
-        core.to_string()
-            .contains("missing or wrong capability token"),
+        codex_core::error_chain(&core).contains("missing or wrong capability token"),
         "{core}"
     );
 }
@@ -1031,4 +1032,116 @@ async fn plain_turn_transcript_snapshot() {
     let ws_path = ws.path().canonicalize().unwrap();
     normalize(&mut value, &home_str(&home), &ws_path.to_string_lossy());
     insta::assert_json_snapshot!("asp_plain_turn_events", value);
+}
+
+// ---------------------------------------------------------------------------------------
+// the realistic home: shell snapshot on, a slow login profile that leaves a child behind
+
+/// Waits until the app-server's shell snapshot ran the slow profile of `home` (its looping
+/// child is up).
+async fn wait_for_profile_child(home: &CodexHome) {
+    let user_home = home
+        .user_home()
+        .expect("a realistic home")
+        .to_string_lossy()
+        .into_owned();
+    let deadline = Instant::now() + TURN;
+    while processes_with_env("HOME", &user_home).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "codex never ran the login profile of {user_home} (is the shell snapshot on?)"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Fails (after killing them) when processes of `home` survive.
+async fn assert_home_is_quiet(home: &CodexHome, after: &str) {
+    if let Err(left) = wait_until_home_is_quiet(home, Duration::from_secs(10)).await {
+        kill_all_of(home);
+        panic!("processes survived {after}:\n{left}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_dropping_the_backend_mid_turn_leaves_no_process() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = spawn(options(&home)).await;
+    let mut run = backend.start(task(&ws, "Hang")).await.unwrap();
+    until_turn_started(&mut run).await;
+    wait_for_profile_child(&home).await;
+    drop(run);
+    drop(backend);
+    assert_home_is_quiet(&home, "dropping the app-server backend").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_timeout_and_cancel_then_drop_leave_no_process() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    mock.push(Reply::hang());
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = spawn(options(&home)).await;
+
+    let run = backend
+        .start(task(&ws, "Hang").timeout(Duration::from_secs(8)))
+        .await
+        .unwrap();
+    wait_for_profile_child(&home).await;
+    let err = run.wait().await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+
+    let mut run = backend.start(task(&ws, "Hang again")).await.unwrap();
+    until_turn_started(&mut run).await;
+    run.cancel();
+    let err = run.wait().await.unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err:?}");
+
+    drop(backend);
+    assert_home_is_quiet(&home, "a timed-out and a cancelled app-server turn").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_killing_the_app_server_kills_its_tree() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = spawn(options(&home)).await;
+    let process = backend
+        .connection()
+        .process()
+        .cloned()
+        .expect("a spawned backend has a process");
+    let mut run = backend.start(task(&ws, "Hang")).await.unwrap();
+    until_turn_started(&mut run).await;
+    wait_for_profile_child(&home).await;
+    process.kill();
+    let (_, outcome) = collect(run).await;
+    assert!(
+        matches!(outcome, Err(Error::ProcessExited { .. })),
+        "{outcome:?}"
+    );
+    // the backend is still alive: the kill alone took the whole tree
+    assert_home_is_quiet(&home, "killing the app-server").await;
+    drop(backend);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_completed_turn_then_drop_leaves_no_process() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::text("done").delayed(Duration::from_secs(3)));
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = spawn(options(&home)).await;
+    let run = backend.start(task(&ws, "say done")).await.unwrap();
+    wait_for_profile_child(&home).await;
+    let outcome = run.wait().await.unwrap();
+    assert_eq!(outcome.final_message.as_deref(), Some("done"));
+    drop(backend);
+    assert_home_is_quiet(&home, "dropping the backend after a completed turn").await;
 }

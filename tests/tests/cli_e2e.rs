@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use codex_bridge_tests::home::ENV_TO_REMOVE;
-use codex_bridge_tests::procs::wait_until_gone_async;
+use codex_bridge_tests::procs::{
+    kill_all_of, processes_with_env, wait_until_gone_async, wait_until_home_is_quiet,
+};
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace};
 use codex_cli_backend::{ArgFiles, CliBackend, Mode};
 use codex_core::ExitSummary;
@@ -1052,4 +1054,116 @@ async fn resuming_an_unknown_thread_is_process_exited() {
         other => panic!("expected ProcessExited, got {other:?}"),
     }
     assert_eq!(mock.request_count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// the realistic home: shell snapshot on, a slow login profile that leaves a child behind
+
+/// Waits until codex's shell snapshot ran the slow profile of `home` (its looping child is
+/// up), so that a test stops codex while the login shell and its child are alive.
+async fn wait_for_profile_child(home: &CodexHome) {
+    let user_home = home
+        .user_home()
+        .expect("a realistic home")
+        .to_string_lossy()
+        .into_owned();
+    let deadline = Instant::now() + TURN;
+    while processes_with_env("HOME", &user_home).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "codex never ran the login profile of {user_home} (is the shell snapshot on?)"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Fails (after killing them) when processes of `home` survive.
+async fn assert_home_is_quiet(home: &CodexHome, after: &str) {
+    if let Err(left) = wait_until_home_is_quiet(home, Duration::from_secs(10)).await {
+        kill_all_of(home);
+        panic!("processes survived {after}:\n{left}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_timeout_leaves_no_process() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let run = backend
+        .start(task(&ws, "hang").timeout(Duration::from_secs(8)))
+        .await
+        .unwrap();
+    wait_for_profile_child(&home).await;
+    let err = run.wait().await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert_home_is_quiet(&home, "a timed-out codex exec").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_cancel_leaves_no_process() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let run = backend.start(task(&ws, "hang")).await.unwrap();
+    mock.wait_for_requests(1, TURN).await.ok();
+    wait_for_profile_child(&home).await;
+    run.cancel();
+    let err = run.wait().await.unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err:?}");
+    assert_home_is_quiet(&home, "a cancelled codex exec").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_dropping_the_run_leaves_no_process() {
+    let mock = MockModel::start().await;
+    mock.push(Reply::hang());
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let run = backend.start(task(&ws, "hang")).await.unwrap();
+    wait_for_profile_child(&home).await;
+    drop(run);
+    assert_home_is_quiet(&home, "a dropped codex exec run").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_completed_turn_leaves_no_process() {
+    let mock = MockModel::start().await;
+    // answer only once the profile ran, so the login shell is alive during the turn
+    mock.push(Reply::text("done").delayed(Duration::from_secs(3)));
+    let home = CodexHome::realistic(&mock);
+    let ws = TempWorkspace::new();
+    let backend = backend(&home).await;
+
+    let run = backend.start(task(&ws, "say done")).await.unwrap();
+    wait_for_profile_child(&home).await;
+    let outcome = run.wait().await.unwrap();
+    assert_eq!(outcome.final_message.as_deref(), Some("done"));
+    assert_home_is_quiet(&home, "a completed codex exec turn").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_home_auth_mode_without_and_with_a_stored_key() {
+    let mock = MockModel::start().await;
+    let fresh = CodexHome::realistic(&mock);
+    assert_eq!(
+        backend(&fresh).await.auth_mode().await.unwrap(),
+        AuthMode::None
+    );
+    let stored = CodexHome::realistic(&mock);
+    stored.store_api_key("sk-test-realistic-123456789").unwrap();
+    assert_eq!(
+        backend(&stored).await.auth_mode().await.unwrap(),
+        AuthMode::ApiKey
+    );
+    assert_home_is_quiet(&fresh, "codex login status").await;
+    assert_home_is_quiet(&stored, "codex login status").await;
 }

@@ -64,7 +64,7 @@ async fn outcome_of(events: &[Event]) -> Value {
             "touched_files": outcome.touched_files(),
             "usage": outcome.usage,
         }),
-        Err(e) => json!({ "error": e.to_string() }),
+        Err(e) => json!({ "error": codex_core::error_chain(&e) }),
     }
 }
 

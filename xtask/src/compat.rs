@@ -32,7 +32,7 @@ use anyhow::{Context, Result, bail};
 ///
 /// Found by running this command (both suites) over the stable `x.y.0` releases listed once
 /// by `npm view @openai/codex versions --json`, bisecting between 0.100.0 (fails both suites)
-/// and the pinned 0.169.0:
+/// and 0.169.0 (then the pinned version):
 ///
 /// - 0.125.0 passes `cli`, fails `asp`; 0.128.0 to 0.130.0 fail `asp` (an escalated command
 ///   runs without an approval request; a non-loopback `--listen` without auth is accepted)
@@ -49,9 +49,19 @@ pub(crate) const OLDEST_SUPPORTED: &str = "0.154.0";
 /// A release about halfway between the oldest supported one and the pinned one.
 pub(crate) const MID_VERSION: &str = "0.160.0";
 
-/// The versions checked when `--versions` is not given: oldest supported, mid, pinned.
-pub(crate) const DEFAULT_VERSIONS: [&str; 3] =
-    [OLDEST_SUPPORTED, MID_VERSION, crate::PINNED_CODEX_VERSION];
+/// The previously pinned release and its patch release, kept in the default run so that a
+/// move of the pin shows what changed since.
+pub(crate) const RECENT_VERSIONS: [&str; 2] = ["0.169.0", "0.169.1"];
+
+/// The versions checked when `--versions` is not given, oldest first: oldest supported, mid,
+/// the recent ones, pinned (last).
+pub(crate) const DEFAULT_VERSIONS: [&str; 5] = [
+    OLDEST_SUPPORTED,
+    MID_VERSION,
+    RECENT_VERSIONS[0],
+    RECENT_VERSIONS[1],
+    crate::PINNED_CODEX_VERSION,
+];
 
 /// Which suites to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -239,7 +249,7 @@ pub(crate) fn run(versions: Option<Vec<String>>, suite: SuiteChoice) -> Result<(
     }
     for v in &versions {
         if numeric(v).is_none() {
-            bail!("{v:?} is not a codex version such as 0.169.0");
+            bail!("{v:?} is not a codex version such as 0.171.0");
         }
     }
     let suites = suite.suites();
@@ -627,7 +637,7 @@ mod tests {
             "{DEFAULT_VERSIONS:?}"
         );
         assert!(DEFAULT_VERSIONS.iter().all(|v| supported(v)));
-        assert_eq!(DEFAULT_VERSIONS[2], crate::PINNED_CODEX_VERSION);
+        assert_eq!(DEFAULT_VERSIONS.last(), Some(&crate::PINNED_CODEX_VERSION));
         assert!(!supported("0.1.0"));
         assert!(!supported("9.0.0"));
         assert_eq!(numeric("0.170.0-alpha.2"), Some((0, 170, 0)));

@@ -35,9 +35,9 @@ mod compat;
 mod dist;
 mod protocol_check;
 
-/// The codex CLI version the project is pinned to; keep in step with
-/// `tests/src/pinned.rs` (a unit test below checks it).
-const PINNED_CODEX_VERSION: &str = "0.169.0";
+/// The codex CLI version the project is pinned to: the one line of `codex-version.txt` at the
+/// workspace root, which the tests crate (`tests/src/pinned.rs`) and codex-asp's tests read too.
+const PINNED_CODEX_VERSION: &str = include_str!("../../codex-version.txt").trim_ascii();
 
 #[derive(Debug, Parser)]
 #[command(
@@ -75,7 +75,8 @@ enum Task {
     },
     /// Run the end-to-end suites against several codex versions and print a results table.
     Compat {
-        /// Comma-separated codex versions (default: oldest supported, a mid one, the pinned one).
+        /// Comma-separated codex versions (default: oldest supported, a mid one, 0.169.0,
+        /// 0.169.1 and the pinned one).
         #[arg(long, value_delimiter = ',')]
         versions: Option<Vec<String>>,
         /// Which suites to run.
@@ -336,14 +337,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pinned_version_matches_the_test_crate() {
-        let pinned = std::fs::read_to_string(workspace_root().join("tests/src/pinned.rs"))
-            .expect("read tests/src/pinned.rs");
+    fn pinned_version_is_one_plain_version() {
+        let parts: Vec<&str> = PINNED_CODEX_VERSION.split('.').collect();
+        assert_eq!(
+            parts.len(),
+            3,
+            "codex-version.txt: {PINNED_CODEX_VERSION:?}"
+        );
         assert!(
-            pinned.contains(&format!(
-                "pub const PINNED_CODEX_VERSION: &str = \"{PINNED_CODEX_VERSION}\";"
-            )),
-            "xtask and tests/src/pinned.rs disagree on the pinned codex version"
+            parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+            "codex-version.txt must hold one version such as 0.171.0, got {PINNED_CODEX_VERSION:?}"
+        );
+        // The schema the typed protocol is checked against is vendored under that version.
+        assert!(
+            workspace_root()
+                .join("codex-asp/schema")
+                .join(PINNED_CODEX_VERSION)
+                .is_dir(),
+            "codex-asp/schema/{PINNED_CODEX_VERSION}/ is missing: run `cargo xtask protocol-check --update`"
         );
     }
 

@@ -123,7 +123,7 @@ pub async fn connect(
                     fallback: None,
                 });
             }
-            Err(e) => fallback = Some(e.to_string()),
+            Err(e) => fallback = Some(codex_core::error_chain(&e)),
         }
     }
     let mut connected = connect_private(codex, default_timeout, &[]).await?;
@@ -175,7 +175,7 @@ pub async fn interrupt_through_broker(codex: &Path, thread: &ThreadId, turn: &Tu
     let conn = match broker::connect(&options).await {
         Ok(conn) => conn,
         Err(broker::Error::NotRunning { .. }) => return Interrupt::NoBroker,
-        Err(e) => return Interrupt::Failed(e.to_string()),
+        Err(e) => return Interrupt::Failed(codex_core::error_chain(&e)),
     };
     match broker::status_of(&conn).await {
         Ok(status)
@@ -187,7 +187,7 @@ pub async fn interrupt_through_broker(codex: &Path, thread: &ThreadId, turn: &Tu
             return Interrupt::NotRunning;
         }
         Ok(_) => {}
-        Err(e) => return Interrupt::Failed(e.to_string()),
+        Err(e) => return Interrupt::Failed(codex_core::error_chain(&e)),
     }
     let params = codex_asp::protocol::TurnInterruptParams::new(thread.as_str(), turn.as_str());
     let answer = tokio::time::timeout(
@@ -199,7 +199,7 @@ pub async fn interrupt_through_broker(codex: &Path, thread: &ThreadId, turn: &Tu
     match answer {
         Ok(Ok(_)) => Interrupt::Sent,
         Ok(Err(e)) if broker::is_thread_owned(&e) => Interrupt::Owned,
-        Ok(Err(e)) => Interrupt::Failed(e.to_string()),
+        Ok(Err(e)) => Interrupt::Failed(codex_core::error_chain(&e)),
         Err(_) => Interrupt::Failed("the broker did not answer turn/interrupt within 10 s".into()),
     }
 }

@@ -87,7 +87,7 @@ pub enum CompanionError {
     },
 
     /// Starting or signalling a worker process failed.
-    #[error("job {job_id}: {what}: {source}")]
+    #[error("job {job_id}: {what}")]
     Worker {
         /// The job.
         job_id: String,
@@ -99,7 +99,7 @@ pub enum CompanionError {
     },
 
     /// An I/O error while doing `context`.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
@@ -144,9 +144,11 @@ impl CompanionError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CompanionError::Usage(_) => ExitCode::Usage,
-            CompanionError::Store(StoreError::NotFound { .. } | StoreError::Ambiguous { .. }) => {
-                ExitCode::Usage
-            }
+            CompanionError::Store(
+                StoreError::NotFound { .. }
+                | StoreError::Ambiguous { .. }
+                | StoreError::InvalidId { .. },
+            ) => ExitCode::Usage,
             _ => ExitCode::Failure,
         }
     }

@@ -7,8 +7,10 @@
 //! session and process group of its own (the worker calls [`detach_from_caller`] first thing;
 //! its pid is recorded in the job at once, so a worker that dies before it claims the job is
 //! still noticed). The worker claims the job (its pid recorded again, with its start time)
-//! and runs it; [`stop_worker`] ends it: SIGTERM to its process group, then SIGKILL after a
-//! grace period.
+//! and runs it; [`stop_worker`] ends it: SIGTERM to its process group, then, after a grace
+//! period, SIGKILL to its whole process tree (`codex_core::process::kill_tree`: the codex
+//! processes it started lead groups of their own, and the worker, a child subreaper, keeps
+//! the orphans below it within reach).
 
 use std::fs;
 use std::io::Write;
@@ -16,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use codex_core::jobs::{JobStatus, JobStore, process_start_time, worker_alive};
+use codex_core::jobs::{JobStatus, JobStore, process_start_time, validate_job_id, worker_alive};
 use serde::{Deserialize, Serialize};
 
 use super::CompanionError;
@@ -70,21 +72,24 @@ impl JobSpec {
         }
     }
 
-    /// Where the spec of `job_id` lives in `store`.
+    /// Where the spec of `job_id` lives in `store`. Refuses an id that is not well formed
+    /// ([`validate_job_id`]): the path is only ever built from a checked id.
     ///
     /// ```
     /// # let state = tempfile::tempdir().unwrap();
     /// let store = codex_core::jobs::JobStore::open(state.path(), state.path()).unwrap();
-    /// let path = codex_agent::companion::jobspec::JobSpec::path(&store, "job-1");
+    /// let path = codex_agent::companion::jobspec::JobSpec::path(&store, "job-1").unwrap();
     /// assert!(path.ends_with("specs/job-1.json"));
+    /// assert!(codex_agent::companion::jobspec::JobSpec::path(&store, "../job-1").is_err());
     /// ```
-    pub fn path(store: &JobStore, job_id: &str) -> PathBuf {
-        store.dir().join(SPEC_DIR).join(format!("{job_id}.json"))
+    pub fn path(store: &JobStore, job_id: &str) -> Result<PathBuf, CompanionError> {
+        validate_job_id(job_id)?;
+        Ok(store.dir().join(SPEC_DIR).join(format!("{job_id}.json")))
     }
 
     /// Writes the spec of `job_id` atomically (a temporary file renamed into place).
     pub fn save(&self, store: &JobStore, job_id: &str) -> Result<PathBuf, CompanionError> {
-        let path = Self::path(store, job_id);
+        let path = Self::path(store, job_id)?;
         let dir = store.dir().join(SPEC_DIR);
         fs::create_dir_all(&dir)
             .map_err(|e| CompanionError::io(format!("creating {}", dir.display()), e))?;
@@ -109,7 +114,7 @@ impl JobSpec {
 
     /// Reads the spec of `job_id`.
     pub fn load(store: &JobStore, job_id: &str) -> Result<JobSpec, CompanionError> {
-        let path = Self::path(store, job_id);
+        let path = Self::path(store, job_id)?;
         let fail = |reason: String| CompanionError::Spec {
             job_id: job_id.to_owned(),
             path: path.clone(),
@@ -126,9 +131,11 @@ impl JobSpec {
         Ok(spec)
     }
 
-    /// Removes the spec of `job_id` (a missing one is fine).
+    /// Removes the spec of `job_id` (a missing one, or an id that is not well formed, is fine).
     pub fn remove(store: &JobStore, job_id: &str) {
-        let _ = fs::remove_file(Self::path(store, job_id));
+        if let Ok(path) = Self::path(store, job_id) {
+            let _ = fs::remove_file(path);
+        }
     }
 
     /// Removes the specs whose job record is gone (pruned). Returns how many.
@@ -163,7 +170,7 @@ impl JobSpec {
 /// stdin from `/dev/null`, stdout and stderr appended to the job's log, not waited for. The
 /// worker's pid is recorded in the job at once. Returns the pid.
 pub fn start_worker(exe: &Path, store: &JobStore, job_id: &str) -> Result<u32, CompanionError> {
-    let log_path = store.log_path(job_id);
+    let log_path = store.log_path(job_id)?;
     let worker_err = |what: &str, source: std::io::Error| CompanionError::Worker {
         job_id: job_id.to_owned(),
         what: what.to_owned(),
@@ -231,7 +238,9 @@ pub enum Stopped {
 /// Stops a worker: SIGTERM to its process group when it leads a session of its own (a
 /// worker, see [`detach_from_caller`]), else to the process alone (a foreground
 /// companion: its shell's job is never signalled); then, if it is still alive after `grace`,
-/// SIGKILL the same way. `start_time` guards against a reused pid.
+/// SIGKILL to its whole process tree: the process, every descendant (the codex processes it
+/// started lead groups of their own) and, for a worker, every member of its session
+/// (`codex_core::process::kill_tree`). `start_time` guards against a reused pid.
 pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stopped {
     use nix::sys::signal::{Signal, kill, killpg};
     use nix::unistd::{Pid, getpgid, getsid};
@@ -244,14 +253,11 @@ pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stoppe
     let target = Pid::from_raw(raw);
     let leads_group = getsid(Some(target)).is_ok_and(|s| s == target)
         && getpgid(Some(target)).is_ok_and(|g| g == target);
-    let send = |signal: Signal| {
-        let _ = if leads_group {
-            killpg(target, signal)
-        } else {
-            kill(target, signal)
-        };
+    let _ = if leads_group {
+        killpg(target, Signal::SIGTERM)
+    } else {
+        kill(target, Signal::SIGTERM)
     };
-    send(Signal::SIGTERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if !worker_alive(pid, start_time) {
@@ -259,14 +265,18 @@ pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stoppe
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    send(Signal::SIGKILL);
+    if worker_alive(pid, start_time) {
+        codex_core::process::kill_tree(pid);
+    } else {
+        return Stopped::Terminated;
+    }
     Stopped::Killed
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use codex_core::jobs::{JobKind, NewJob};
+    use codex_core::jobs::{JobKind, NewJob, StoreError};
 
     #[test]
     fn specs_round_trip_and_orphans_are_pruned() {
@@ -293,8 +303,18 @@ mod tests {
         assert!(JobSpec::load(&store, &job.id).is_ok());
         let err = JobSpec::load(&store, "job-gone").unwrap_err();
         assert!(matches!(err, CompanionError::Spec { .. }), "{err}");
-        std::fs::write(JobSpec::path(&store, "bad"), b"{").unwrap();
+        std::fs::write(JobSpec::path(&store, "bad").unwrap(), b"{").unwrap();
         assert!(JobSpec::load(&store, "bad").is_err());
+        let err = JobSpec::load(&store, "../../x").unwrap_err();
+        assert!(
+            matches!(err, CompanionError::Store(StoreError::InvalidId { .. })),
+            "{err}"
+        );
+        assert!(
+            JobSpec::new(DelegateRequest::new("x"), BackendChoice::Broker)
+                .save(&store, "../../x")
+                .is_err()
+        );
     }
 
     #[test]

@@ -436,7 +436,7 @@ pub async fn run_native_review(
         Ok(r) => (Some(r.thread_id.clone()), r.turn_id.clone()),
         Err(e) => (e.thread_id().cloned(), None),
     };
-    let message = result.as_ref().err().map(ToString::to_string);
+    let message = result.as_ref().err().map(|e| codex_core::error_chain(e));
     let cancelled = matches!(result, Err(crate::Error::Cancelled { .. }));
     let raw = result.as_ref().ok().map(|r| r.raw.clone());
     let store2 = store.clone();

@@ -104,7 +104,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("codex-broker: {e:#}");
+            eprintln!("codex-broker: {}", codex_core::ErrorChain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -147,6 +147,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Makes the broker a child subreaper, so that what codex's commands leave behind when
+/// their parent dies (the children of its shell-snapshot login shell) is re-parented here
+/// and killed with the app-server's process tree, and reaps those orphans when they exit by
+/// themselves (every other child of the broker is started and waited for by
+/// `codex_core::process`).
+fn adopt_orphans() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match codex_core::process::become_subreaper() {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!("{e}; orphans of codex's commands go to init");
+            return;
+        }
+    }
+    let Ok(mut child) = signal(SignalKind::child()) else {
+        tracing::warn!("cannot watch SIGCHLD; adopted orphans are reaped when the broker exits");
+        return;
+    };
+    tokio::spawn(async move {
+        while child.recv().await.is_some() {
+            let reaped = codex_core::process::reap_orphans();
+            if reaped > 0 {
+                tracing::debug!(reaped, "reaped adopted orphans");
+            }
+        }
+    });
+}
+
 async fn serve(
     target: Target,
     idle_timeout: f64,
@@ -171,6 +200,7 @@ async fn serve(
         }
         Err(e) => return Err(e).context("starting the broker"),
     };
+    adopt_orphans();
     let handle = broker.handle();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};

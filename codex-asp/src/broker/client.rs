@@ -107,7 +107,10 @@ pub async fn ensure(options: &BrokerOptions) -> Result<Connection> {
             match handshake(stream, &paths, options).await {
                 Ok(conn) => return Ok(conn),
                 Err(e) if broker_went_away(&e) => {
-                    tracing::debug!("the broker went away during the handshake: {e}");
+                    tracing::debug!(
+                        "the broker went away during the handshake: {}",
+                        codex_core::ErrorChain(&e)
+                    );
                     wait_lock_free(&paths, Duration::from_secs(5)).await;
                     continue;
                 }
@@ -269,7 +272,10 @@ async fn wait_ready(
                 Err(e) if broker_went_away(&e) => {
                     // that broker is stopping (ours failed, or another one is going idle):
                     // look again
-                    tracing::debug!("the broker went away during the handshake: {e}");
+                    tracing::debug!(
+                        "the broker went away during the handshake: {}",
+                        codex_core::ErrorChain(&e)
+                    );
                 }
                 conn => {
                     match exited {

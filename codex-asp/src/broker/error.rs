@@ -75,7 +75,7 @@ pub enum Error {
     },
 
     /// Starting the `codex-broker` binary failed.
-    #[error("could not start {}: {source}", program.display())]
+    #[error("could not start {}", program.display())]
     Spawn {
         /// The program.
         program: PathBuf,
@@ -105,7 +105,7 @@ pub enum Error {
     },
 
     /// An I/O error while doing `context`.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What we were doing.
         context: String,

@@ -410,7 +410,10 @@ impl Hub {
         let transport = match (self.cfg.launcher)() {
             Ok(t) => t,
             Err(e) => {
-                let msg = format!("could not start codex app-server: {e}");
+                let msg = format!(
+                    "could not start codex app-server: {}",
+                    codex_core::ErrorChain(&e)
+                );
                 tracing::warn!("{msg}");
                 self.last_exit = Some(msg.clone());
                 return Err(msg);
@@ -441,7 +444,10 @@ impl Hub {
         let writer_task = tokio::spawn(async move {
             while let Some(text) = rx.recv().await {
                 if let Err(e) = writer.send(text).await {
-                    tracing::debug!("writing to codex app-server failed: {e}");
+                    tracing::debug!(
+                        "writing to codex app-server failed: {}",
+                        codex_core::ErrorChain(&e)
+                    );
                     return;
                 }
             }

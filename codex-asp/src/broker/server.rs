@@ -406,7 +406,11 @@ impl Broker {
         writers.spawn(async move {
             while let Some(text) = rx.recv().await {
                 if let Err(e) = writer.send(text).await {
-                    tracing::debug!(client = id, "writing to a client failed: {e}");
+                    tracing::debug!(
+                        client = id,
+                        "writing to a client failed: {}",
+                        codex_core::ErrorChain(&e)
+                    );
                     return;
                 }
             }

@@ -157,7 +157,7 @@ impl Driver {
                 ctl = self.ctl_rx.recv(), if ctl_open => match ctl {
                     Some(Control::SendFailed { id, error }) => self.fail_pending(id, error),
                     Some(Control::WriteFailed(error)) => {
-                        tracing::debug!(transport = %self.label, "writing failed: {error}");
+                        tracing::debug!(transport = %self.label, "writing failed: {}", codex_core::ErrorChain(&error));
                         if write_failure.is_none() {
                             write_failure = Some((Instant::now() + WRITE_FAILURE_GRACE, error));
                         }
@@ -434,6 +434,9 @@ async fn write_loop(
         }
     }
     if let Err(e) = writer.close().await {
-        tracing::debug!("closing the app-server's input: {e}");
+        tracing::debug!(
+            "closing the app-server's input: {}",
+            codex_core::ErrorChain(&e)
+        );
     }
 }

@@ -289,6 +289,10 @@ pub struct McpToolCallItem {
     /// Duration in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<i64>,
+    /// The environment whose registration of the MCP server was called (codex 0.171.0 and
+    /// later; `None` for a thread-wide server and from older codex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_id: Option<String>,
 }
 
 /// A `dynamicToolCall` item (a client-provided tool; the call itself arrives as the server
@@ -488,7 +492,8 @@ pub struct FunctionCallOutputItem {
 }
 
 tagged_enum! {
-    /// One item of a thread, tagged on `type` (the variants of codex 0.169.0's schema).
+    /// One item of a thread, tagged on `type` (the variants of codex 0.171.0's schema, the
+    /// same as 0.169.0's).
     ///
     /// There is no `todoList` item in the app-server protocol: plans arrive as
     /// `turn/plan/updated` notifications (and `plan` items in plan mode).
@@ -618,6 +623,23 @@ mod tests {
 
         // A known type with a broken payload is an error, not Unknown.
         assert!(serde_json::from_value::<ThreadItem>(json!({"type": "reasoning"})).is_err());
+    }
+
+    #[test]
+    fn mcp_tool_call_environment() {
+        // `environmentId` arrived in codex 0.171.0; older codex leaves it out.
+        let raw = json!({"type": "mcpToolCall", "id": "mcp-1", "server": "docs", "tool": "search",
+            "status": "completed", "arguments": {"q": "x"}, "environmentId": "local"});
+        let item: ThreadItem = serde_json::from_value(raw.clone()).unwrap();
+        let ThreadItem::McpToolCall(call) = &item else {
+            panic!("{item:?}")
+        };
+        assert_eq!(call.environment_id.as_deref(), Some("local"));
+        assert_eq!(serde_json::to_value(&item).unwrap(), raw);
+        let mut older = raw;
+        older.as_object_mut().unwrap().remove("environmentId");
+        let item: ThreadItem = serde_json::from_value(older).unwrap();
+        assert!(matches!(item, ThreadItem::McpToolCall(ref c) if c.environment_id.is_none()));
     }
 
     #[test]

@@ -58,7 +58,8 @@ pub mod error_codes {
     /// Method not found (standard; codex 0.169.0 answers unknown methods with
     /// [`INVALID_REQUEST`] instead).
     pub const METHOD_NOT_FOUND: i64 = -32601;
-    /// Invalid params (standard; codex uses [`INVALID_REQUEST`]).
+    /// Invalid params (standard; codex mostly uses [`INVALID_REQUEST`], but 0.171.0 answers
+    /// a malformed `includedThreadIds` entry of `thread/list` with this code).
     pub const INVALID_PARAMS: i64 = -32602;
     /// Internal error.
     pub const INTERNAL_ERROR: i64 = -32603;

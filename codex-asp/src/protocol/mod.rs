@@ -1,6 +1,8 @@
-//! Typed App Server Protocol of `codex app-server`, as spoken by **codex-cli 0.169.0**.
+//! Typed App Server Protocol of `codex app-server`, as spoken by **codex-cli 0.171.0** (the
+//! pinned version; the typed surface also reads 0.154.0 to 0.169.1, see README's "Supported
+//! codex versions").
 //!
-//! The vendored JSON Schema of that build lives in `codex-asp/schema/0.169.0/` and
+//! The vendored JSON Schema of that build lives in `codex-asp/schema/0.171.0/` and
 //! `tests/schema.rs` checks this module against it; real transcripts captured from the binary
 //! are in `codex-asp/tests/fixtures/`.
 //!
@@ -32,7 +34,8 @@
 //!   ([`INITIALIZED_NOTIFICATION`]). Requests before it get -32600 "Not initialized"; a
 //!   second `initialize` gets -32600 "Already initialized".
 //! - Unknown methods, missing or malformed params, and many business errors all use -32600
-//!   ([`error_codes::INVALID_REQUEST`]), never -32601/-32602; overload is -32001.
+//!   ([`error_codes::INVALID_REQUEST`]), never -32601 (0.171.0 answers one case with -32602,
+//!   see [`error_codes::INVALID_PARAMS`]); overload is -32001.
 //! - Methods without params (`account/logout`) accept `params` absent, `null` or `{}`;
 //!   [`EmptyParams`] sends `{}`. Optional params (`account/rateLimits/read`) likewise.
 //! - `thread/start`/`resume`/`fork` take `sandbox` as a kebab-case string

@@ -404,6 +404,17 @@ notification_struct! {
     }
 }
 
+string_enum! {
+    /// Why `account/updated` was sent, when codex says (codex 0.171.0 and later).
+    pub enum AccountUpdateReason {
+        /// `"workspaceRoutingReady"`: the initial routing discovery completed for the same
+        /// signed-in owner.
+        WorkspaceRoutingReady = "workspaceRoutingReady",
+        /// `"unknown"`.
+        Unknown = "unknown",
+    }
+}
+
 notification_struct! {
     /// `account/updated`: the auth mode changed (login, logout).
     AccountUpdatedNotification = "account/updated", thread: none, turn: none, {
@@ -413,6 +424,10 @@ notification_struct! {
         /// Plan type.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         plan_type: Option<String>,
+        /// Why the update was sent (0.171.0 and later; `None` from older codex and for a
+        /// plain login or logout).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<AccountUpdateReason>,
     }
 }
 
@@ -962,6 +977,32 @@ mod tests {
         assert_eq!(n.method(), "turn/completed");
         assert!(n.parse_error().unwrap().contains("turn"));
         assert_eq!(n.thread_id(), Some("t"));
+    }
+
+    #[test]
+    fn account_updated_reason() {
+        // codex 0.171.0 adds `reason`; older codex sends none; a later value is kept.
+        for (params, reason) in [
+            (
+                json!({"authMode": "chatgpt", "planType": "plus", "reason": "workspaceRoutingReady"}),
+                Some(AccountUpdateReason::WorkspaceRoutingReady),
+            ),
+            (json!({"authMode": null, "planType": null}), None),
+            (
+                json!({"authMode": "apikey", "reason": "somethingNew"}),
+                Some(AccountUpdateReason::Other("somethingNew".into())),
+            ),
+        ] {
+            let n = ServerNotification::from_parts("account/updated", params.clone());
+            let ServerNotification::AccountUpdated(u) = &n else {
+                panic!("{n:?}")
+            };
+            assert_eq!(u.reason, reason, "{params}");
+        }
+        assert_eq!(
+            serde_json::to_value(AccountUpdateReason::Unknown).unwrap(),
+            json!("unknown")
+        );
     }
 
     #[test]

@@ -484,6 +484,10 @@ pub struct McpServerElicitationRequestParams {
     pub turn_id: Option<String>,
     /// MCP server name.
     pub server_name: String,
+    /// The environment whose registration of the server asks (codex 0.171.0 and later; `None`
+    /// for a thread-wide server and from older codex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_id: Option<String>,
     /// `"form"`, `"url"`, `"openai/form"`, `"openaiForm"`.
     #[serde(default)]
     pub mode: String,
@@ -840,6 +844,25 @@ mod tests {
         assert!(r.parse_error().is_some());
         assert_eq!(r.denial_result(), None);
         assert_eq!(r.method(), "item/fileChange/requestApproval");
+    }
+
+    #[test]
+    fn elicitation_environment() {
+        let params = json!({"threadId": "t", "turnId": null, "serverName": "docs",
+            "environmentId": "local", "mode": "url", "message": "Sign in",
+            "url": "https://example.invalid/", "elicitationId": "e-1", "_meta": null});
+        let r = ServerRequest::from_parts("mcpServer/elicitation/request", params);
+        let ServerRequest::McpServerElicitation(p) = &r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(p.environment_id.as_deref(), Some("local"));
+        let r = ServerRequest::from_parts(
+            "mcpServer/elicitation/request",
+            json!({"threadId": "t", "serverName": "docs", "mode": "form", "message": "?"}),
+        );
+        assert!(
+            matches!(r, ServerRequest::McpServerElicitation(ref p) if p.environment_id.is_none())
+        );
     }
 
     #[test]

@@ -436,6 +436,11 @@ pub struct ThreadListParams {
     /// Full-text filter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_term: Option<String>,
+    /// Only these threads (at most 100 ids, repeated on every page; an empty list matches
+    /// nothing; an id that is not a UUID is answered with -32602). Codex 0.171.0 and later;
+    /// older codex accepts and ignores unknown fields, so there it filters nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub included_thread_ids: Option<Vec<String>>,
     /// Additional fields sent verbatim (for fields this crate does not type).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -729,7 +734,7 @@ pub struct ReviewStartParams {
     pub thread_id: String,
     /// What to review.
     pub target: ReviewTarget,
-    /// Only `"inline"` in 0.169.0.
+    /// Only `"inline"` in 0.169.0 and 0.171.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<String>,
 }
@@ -799,4 +804,27 @@ pub struct ThreadTokenUsage {
     /// Context window of the model, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_context_window: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn thread_list_params_wire() {
+        assert_eq!(
+            serde_json::to_value(ThreadListParams::default()).unwrap(),
+            json!({})
+        );
+        let params = ThreadListParams {
+            limit: Some(5),
+            included_thread_ids: Some(vec!["01a211d9-2b5a-7842-bdb1-21e6224ea1cf".into()]),
+            ..ThreadListParams::default()
+        };
+        assert_eq!(
+            serde_json::to_value(params).unwrap(),
+            json!({"limit": 5, "includedThreadIds": ["01a211d9-2b5a-7842-bdb1-21e6224ea1cf"]})
+        );
+    }
 }

@@ -1,8 +1,8 @@
 //! `codex app-server` over its stdin and stdout, one JSON message per line.
 //!
 //! The process is launched with [`codex_core::process::CodexCommand`]: it leads its own
-//! process group, the group is killed when the transport is dropped, and its stderr is drained
-//! into a bounded tail. When the process exits, the reading half reports
+//! process group, its whole process tree (whatever group or session a descendant moved to)
+//! is killed when the transport is dropped, and its stderr is drained into a bounded tail. When the process exits, the reading half reports
 //! [`CloseReason::ProcessExited`](crate::error::CloseReason::ProcessExited) with the exit status
 //! and that tail, within milliseconds of the exit.
 //!
@@ -66,7 +66,7 @@ impl ProcessHandle {
         self.pid
     }
 
-    /// Kills the whole process group (SIGKILL); does not wait.
+    /// Kills the whole process tree (SIGKILL; see [`codex_core::process`]); does not wait.
     pub fn kill(&self) {
         let _ = self.kill_tx.send(());
     }
@@ -152,12 +152,12 @@ async fn watcher(
         tokio::select! {
             status = process.wait() => break status,
             cmd = kill_rx.recv(), if !handles_gone => match cmd {
-                Some(()) => process.kill_group(),
+                Some(()) => process.kill_tree(),
                 None => handles_gone = true,
             },
             _ = &mut owner_rx, if !owner_gone => {
                 owner_gone = true;
-                process.kill_group();
+                process.kill_tree();
             }
         }
     };
@@ -178,5 +178,5 @@ async fn watcher(
         status,
         stderr_tail,
     }));
-    // dropping the process kills what is left of its group
+    // dropping the process kills what is left of its tree
 }

@@ -351,7 +351,7 @@ impl WsServerOptions {
 }
 
 /// An app-server launched by this process, listening on a loopback WebSocket. Dropping it
-/// kills the server's process group.
+/// kills the server's process tree.
 #[derive(Debug)]
 pub struct WsServer {
     process: CodexProcess,
@@ -449,7 +449,7 @@ impl WsServer {
 }
 
 /// An app-server launched by this process, listening on a unix socket. Dropping it kills the
-/// server's process group and removes the socket.
+/// server's process tree and removes the socket.
 #[derive(Debug)]
 pub struct UnixServer {
     process: CodexProcess,
@@ -505,7 +505,7 @@ impl UnixServer {
 
 impl Drop for UnixServer {
     fn drop(&mut self) {
-        self.process.kill_group();
+        self.process.kill_tree();
         // codex makes PATH a symlink to a socket of its own; remove both
         if let Ok(target) = std::fs::read_link(&self.path) {
             let _ = std::fs::remove_file(target);

@@ -2,17 +2,24 @@
 
 use std::path::{Path, PathBuf};
 
-const PINNED: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../.tools/codex-0.169.0/node_modules/.bin/codex"
-);
+/// The pinned codex version: the one line of `codex-version.txt` at the workspace root.
+const PINNED_VERSION: &str = include_str!("../../../codex-version.txt").trim_ascii();
+
+/// Where `cargo xtask codex` installs the pinned codex.
+fn pinned_install() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(".tools")
+        .join(format!("codex-{PINNED_VERSION}"))
+        .join("node_modules/.bin/codex")
+}
 
 /// `CODEX_BIN`, else the pinned codex; fails (never skips) with the install instruction.
 pub fn codex_bin() -> PathBuf {
     let path = std::env::var_os("CODEX_BIN")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(PINNED));
+        .unwrap_or_else(pinned_install);
     assert!(
         path.exists(),
         "codex not found at {}: run `cargo xtask codex` to install the pinned version",

@@ -703,7 +703,7 @@ impl Lab {
                     let t = Instant::now();
                     let result = match backend.run(spec.clone()).await {
                         Ok(outcome) => check(&outcome).map(|()| t.elapsed()),
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(codex_core::error_chain(&e)),
                     };
                     samples.record(result);
                 }

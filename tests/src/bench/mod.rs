@@ -16,6 +16,8 @@
 //!   and the CPU each party used per turn; and, as a control, the largest count straight on
 //!   one app-server connection (no broker).
 //! - **Event decoding** ([`decoding`]): our decoders against `serde_json::Value`.
+//! - **Job store** ([`store`]): several processes writing to one job store at once; writes/s,
+//!   lost writes, corrupt records.
 //! - **Memory**: the broker's RSS idle and busy (without its app-server, which is reported
 //!   apart), the companion's peak RSS.
 //!
@@ -29,6 +31,7 @@ pub mod procfs;
 pub mod raw;
 pub mod report;
 pub mod stats;
+pub mod store;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -60,6 +63,10 @@ pub struct Config {
     pub decode_passes: usize,
     /// Runs of the companion under `rusage` for its peak RSS.
     pub rss_runs: usize,
+    /// Writer processes of the job store stress (0: skipped).
+    pub store_processes: usize,
+    /// Writes of each of them.
+    pub store_writes: usize,
     /// The limit of any one turn.
     pub turn_timeout: Duration,
     /// The workspace root (fixtures are read from there).
@@ -135,6 +142,8 @@ pub struct Results {
     pub fanin: Vec<FanIn>,
     /// Decoding.
     pub decoding: Vec<decoding::DecodeResult>,
+    /// The job store stress, when it ran (or why it could not).
+    pub store: Option<Result<store::StressReport, String>>,
     /// Memory.
     pub memory: Memory,
     /// How long the run took.
@@ -187,6 +196,23 @@ pub async fn run(config: Config) -> Result<Results, String> {
         )?;
         decoded.push(decoding::bench_asp(&asp, config.decode_passes));
     }
+
+    let store = (config.store_processes > 0).then(|| {
+        say(format!(
+            "job store: {} processes × {} writes",
+            config.store_processes, config.store_writes
+        ));
+        let report = store_stress(config.store_processes, config.store_writes, None);
+        if let Ok(r) = &report {
+            say(format!(
+                "  {:.0} writes/s, {} lost, {} corrupt",
+                r.writes_per_s(),
+                r.lost,
+                r.corrupt
+            ));
+        }
+        report
+    });
 
     say("starting the mock, the warm app-servers and the broker");
     let mut lab = Lab::start(
@@ -400,8 +426,35 @@ pub async fn run(config: Config) -> Result<Results, String> {
         overhead_raw,
         fanin,
         decoding: decoded,
+        store,
         memory,
         wall: started.elapsed(),
+    })
+}
+
+/// The job store stress ([`store::stress`]) on a fresh store in a temporary directory under
+/// `parent` (default: the system's), its writers being this executable's `store-writer`
+/// subcommand.
+///
+/// # Errors
+/// When the run cannot be set up.
+pub fn store_stress(
+    processes: usize,
+    writes: usize,
+    parent: Option<&std::path::Path>,
+) -> Result<store::StressReport, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating this executable: {e}"))?;
+    let dir = match parent {
+        Some(p) => tempfile::tempdir_in(p),
+        None => tempfile::tempdir(),
+    }
+    .map_err(|e| format!("creating a temporary directory: {e}"))?;
+    let workspace = dir.path().join("workspace");
+    std::fs::create_dir_all(&workspace)
+        .map_err(|e| format!("creating {}: {e}", workspace.display()))?;
+    let config = store::StressConfig::new(processes, writes, &dir.path().join("state"), &workspace);
+    store::stress(&config, |index, shared| {
+        store::writer_command(&exe, &config, index, shared)
     })
 }
 
@@ -440,7 +493,7 @@ pub async fn broker_turn(
         ));
     let conn = codex_asp::broker::connect(&options)
         .await
-        .map_err(|e| format!("connecting to the broker: {e}"))?;
+        .map_err(|e| format!("connecting to the broker: {}", codex_core::ErrorChain(&e)))?;
     let backend = codex_asp::AspBackend::from_connection_with(
         conn,
         codex_asp::backend::AspBackendOptions::default()
@@ -450,7 +503,7 @@ pub async fn broker_turn(
     let outcome = backend
         .run(codex_core::TaskSpec::new(prompt).cwd(cwd))
         .await
-        .map_err(|e| format!("the turn failed: {e}"))?;
+        .map_err(|e| format!("the turn failed: {}", codex_core::ErrorChain(&e)))?;
     let _ = backend
         .connection()
         .shutdown(Duration::from_millis(200))

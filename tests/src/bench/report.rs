@@ -55,6 +55,7 @@ pub fn render(r: &Results) -> String {
     overhead(&mut out, r);
     fanin(&mut out, r);
     decoding(&mut out, r);
+    job_store(&mut out, r);
     memory(&mut out, r);
     let _ = writeln!(out, "{END}");
     out
@@ -234,6 +235,23 @@ fn targets_table(out: &mut String, r: &Results) {
             verdict(Some(d.speedup() >= targets::DECODE_VS_VALUE))
         );
     }
+    let store = r.store.as_ref().and_then(|s| s.as_ref().ok());
+    let _ = writeln!(
+        out,
+        "| job store: {} processes × {} writes at once: lost writes / corrupt records | 0 / 0 | {} | {} |",
+        r.config.store_processes,
+        r.config.store_writes,
+        store.map_or_else(
+            || "n/a".into(),
+            |s| format!(
+                "{} / {} ({:.0} writes/s)",
+                s.lost,
+                s.corrupt,
+                s.writes_per_s()
+            )
+        ),
+        verdict(store.map(super::store::StressReport::is_clean))
+    );
     let idle = r.memory.broker_fresh_kib;
     let _ = writeln!(
         out,
@@ -558,6 +576,20 @@ fn decoding(out: &mut String, r: &Results) {
         }
     }
     out.push('\n');
+}
+
+fn job_store(out: &mut String, r: &Results) {
+    match &r.store {
+        None => {}
+        Some(Ok(s)) => super::store::render(out, s, r.config.store_writes),
+        Some(Err(e)) => {
+            let _ = writeln!(
+                out,
+                "## Job store: concurrent writers\n\nnot measured: {}\n",
+                one_line(e)
+            );
+        }
+    }
 }
 
 fn memory(out: &mut String, r: &Results) {

@@ -7,6 +7,7 @@
 //! ```text
 //! codex-bridge-bench run --codex PATH --broker PATH [--companion PATH] [--out FILE] ...
 //! codex-bridge-bench rusage -- PROGRAM [ARGS...]   # peak RSS of one child, as JSON
+//! codex-bridge-bench store [--processes 8] [--writes 500]  # only the job store stress
 //! ```
 
 use std::ffi::OsString;
@@ -45,6 +46,42 @@ enum Command {
         cwd: PathBuf,
         /// The prompt.
         prompt: String,
+    },
+    /// Only the job store stress: PROCESSES writers of WRITES writes each on one store; prints
+    /// the report's section (the run's other sections are untouched).
+    Store {
+        /// Writer processes.
+        #[arg(long, default_value_t = 8)]
+        processes: usize,
+        /// Writes per process.
+        #[arg(long, default_value_t = 500)]
+        writes: usize,
+        /// Where to make the store (default: the system's temporary directory); e.g.
+        /// /dev/shm to leave the disk out, for investigations.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// One writer of the job store stress (started by the stress itself).
+    #[command(hide = true)]
+    StoreWriter {
+        /// The state root of the store.
+        #[arg(long)]
+        state: PathBuf,
+        /// The workspace of the store.
+        #[arg(long)]
+        cwd: PathBuf,
+        /// This writer's number.
+        #[arg(long)]
+        index: usize,
+        /// How many writes.
+        #[arg(long)]
+        writes: usize,
+        /// How many jobs of its own it creates.
+        #[arg(long)]
+        own_jobs: usize,
+        /// The ids of the jobs every writer updates.
+        #[arg(long, value_delimiter = ',')]
+        shared: Vec<String>,
     },
     /// Run PROGRAM and print its exit code, peak RSS and wall time as JSON.
     Rusage {
@@ -89,6 +126,12 @@ struct RunArgs {
     /// Companion runs under rusage.
     #[arg(long, default_value_t = 3)]
     rss_runs: usize,
+    /// Writer processes of the job store stress (0: skip it).
+    #[arg(long, default_value_t = 8)]
+    store_processes: usize,
+    /// Writes per process of the job store stress.
+    #[arg(long, default_value_t = 500)]
+    store_writes: usize,
     /// Where to write the report (default: BENCHMARKS.md at the workspace root).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -147,6 +190,40 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Store {
+            processes,
+            writes,
+            dir,
+        } => match bench::store_stress(processes.max(1), writes.max(1), dir.as_deref()) {
+            Ok(report) => {
+                let mut text = String::new();
+                bench::store::render(&mut text, &report, writes.max(1));
+                println!("{text}");
+                if report.is_clean() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("codex-bridge-bench store: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::StoreWriter {
+            state,
+            cwd,
+            index,
+            writes,
+            own_jobs,
+            shared,
+        } => match bench::store::writer(&state, &cwd, index, writes, own_jobs, &shared) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("codex-bridge-bench store-writer: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run(args) => match run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -191,6 +268,8 @@ fn run(args: RunArgs) -> Result<(), String> {
         decode_bytes: (args.decode_mb * 1e6) as usize,
         decode_passes: args.decode_passes,
         rss_runs: args.rss_runs,
+        store_processes: args.store_processes,
+        store_writes: args.store_writes.max(1),
         turn_timeout: Duration::from_secs(60),
         workspace_root: root,
         clean_home: !args.inherit_home,

@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("codex-bridge-demo: {e:#}");
+            eprintln!("codex-bridge-demo: {}", codex_core::ErrorChain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -378,7 +378,7 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("record-fixtures: {e:#}");
+            eprintln!("record-fixtures: {}", codex_core::ErrorChain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

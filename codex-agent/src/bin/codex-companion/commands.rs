@@ -18,7 +18,7 @@ use codex_agent::companion::{CompanionError, ExitCode, adversarial, render};
 use codex_agent::prompt::Intent;
 use codex_agent::{Continuation, Delegate, DelegateRequest, Verified};
 use codex_core::jobs::{JobKind, JobRecord, JobStatus, JobStore, NewJob};
-use codex_core::{AuthContext, AuthMode, BackendKind, CodexBinary, ThreadId};
+use codex_core::{AuthContext, AuthMode, BackendKind, CodexBinary, ErrorChain, ThreadId};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -79,20 +79,28 @@ impl Ctx {
     /// Prints `text` on stdout, or `doc` with `--json`.
     fn emit(&self, text: &str, doc: &Value) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(doc).unwrap_or_else(|_| doc.to_string())
             );
         } else if text.ends_with('\n') {
-            print!("{text}");
+            out!("{text}");
         } else {
-            println!("{text}");
+            outln!("{text}");
         }
     }
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx::new(&cli.global)?;
+    if matches!(
+        cli.command,
+        Command::Task(_) | Command::Review(_) | Command::AdversarialReview(_)
+    ) {
+        // what codex's commands leave behind when their parent dies (the children of its
+        // shell-snapshot login shell) is re-parented to us and killed with codex's tree
+        adopt_orphans("codex-companion");
+    }
     match cli.command {
         Command::Task(args) => task(&ctx, args).await,
         Command::Review(args) => review(&ctx, args).await,
@@ -109,13 +117,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 fn progress() -> EventCallback {
     Arc::new(|event| {
         if let Some(line) = progress_line(event) {
-            eprintln!("[codex] {line}");
+            errln!("[codex] {line}");
         }
     })
 }
 
 fn note(line: &str) {
-    eprintln!("[codex-companion] {line}");
+    errln!("[codex-companion] {line}");
 }
 
 async fn codex() -> Result<CodexBinary> {
@@ -144,7 +152,7 @@ async fn with_signals<T>(
 
 /// Marks a job failed (best effort), for failures before its run started.
 fn fail_job(store: &JobStore, id: &str, err: &anyhow::Error) {
-    let message = format!("{err:#}");
+    let message = codex_core::error_chain(err.as_ref());
     let _ = store.append_log(id, &format!("failed: {message}"));
     let _ = store.update(id, |r| {
         if r.status.is_finished() {
@@ -262,7 +270,7 @@ async fn task(ctx: &Ctx, args: TaskArgs) -> Result<ExitCode> {
     }
     request
         .to_task_spec()
-        .map_err(|e| CompanionError::usage(e.to_string()))?;
+        .map_err(|e| CompanionError::usage(codex_core::error_chain(&e)))?;
     let job = store
         .create(NewJob::new(JobKind::Task, &prompt, args.write))
         .map_err(CompanionError::from)?;
@@ -296,7 +304,7 @@ fn start_background(
     let start = || -> Result<u32> {
         JobSpec::new(request, ctx.choice).save(store, &job.id)?;
         if let Err(e) = JobSpec::prune_orphans(store) {
-            tracing::debug!("pruning job specs: {e}");
+            tracing::debug!("pruning job specs: {}", ErrorChain(&e));
         }
         let exe = std::env::current_exe().context("finding this executable")?;
         Ok(start_worker(&exe, store, &job.id)?)
@@ -375,13 +383,14 @@ fn finish_turn(
             let status = record
                 .as_ref()
                 .map_or("failed".to_owned(), |r| r.status.to_string());
-            eprintln!("codex-companion: job {job_id} {status}: {err}");
+            let message = codex_core::jobs::redact(&codex_core::error_chain(&err));
+            errln!("codex-companion: job {job_id} {status}: {message}");
             if ctx.json {
                 let doc = json!({
                     "ok": false,
                     "job_id": job_id,
                     "status": status,
-                    "error": err.to_string(),
+                    "error": message,
                     "error_kind": error_kind(&err),
                     "thread_id": err.thread_id(),
                 });
@@ -417,13 +426,25 @@ fn error_kind(err: &codex_agent::Error) -> &'static str {
 // ---------------------------------------------------------------------------------------
 // worker
 
+/// Makes this process a child subreaper (see `codex_core::process::become_subreaper`);
+/// says so on stderr when the system refuses.
+fn adopt_orphans(who: &str) {
+    if let Err(e) = codex_core::process::become_subreaper() {
+        eprintln!("{who}: {e}; orphans of codex's commands go to init");
+    }
+}
+
 async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
     if let Err(e) = detach_from_caller() {
-        eprintln!("codex-companion worker: {e}; going on in the caller's session");
+        errln!(
+            "codex-companion worker: {}; going on in the caller's session",
+            ErrorChain(&e)
+        );
     }
+    adopt_orphans("codex-companion worker");
     let store = ctx.store()?;
     let id = store.get(&args.job).map_err(CompanionError::from)?.id;
-    eprintln!(
+    errln!(
         "codex-companion worker {} runs job {id}",
         std::process::id()
     );
@@ -450,7 +471,7 @@ async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
             return Err(e);
         }
     };
-    eprintln!(
+    errln!(
         "codex-companion worker: running on the {} backend",
         connected.kind()
     );
@@ -459,16 +480,16 @@ async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
     JobSpec::remove(&store, &id);
     match outcome? {
         Ok(v) => {
-            eprintln!(
+            errln!(
                 "codex-companion worker: job {id} completed on thread {}",
                 v.thread_id()
             );
             Ok(ExitCode::Success)
         }
         Err(e) => {
-            eprintln!(
+            errln!(
                 "codex-companion worker: job {id} ended: {}",
-                codex_core::jobs::redact(&e.to_string())
+                codex_core::jobs::redact(&codex_core::error_chain(&e))
             );
             Ok(ExitCode::Failure)
         }
@@ -666,7 +687,7 @@ async fn status(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         report = store.list().map_err(CompanionError::from)?;
     }
     for corrupt in &report.corrupt {
-        eprintln!("codex-companion: warning: {corrupt}");
+        errln!("codex-companion: warning: {}", ErrorChain(corrupt));
     }
     let listed = render::listed(&report.jobs, args.all);
     let mut text = String::new();
@@ -691,7 +712,7 @@ async fn status(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         "workspace": store.workspace_root(),
         "jobs": listed.iter().map(|j| render::job_json(j)).collect::<Vec<_>>(),
         "hidden": hidden,
-        "corrupt": report.corrupt.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "corrupt": report.corrupt.iter().map(|e| codex_core::error_chain(e)).collect::<Vec<_>>(),
     });
     ctx.emit(&text, &doc);
     let pending = args.wait && report.jobs.iter().any(|j| !j.status.is_finished());
@@ -731,7 +752,7 @@ fn result(ctx: &Ctx, arg: JobArg) -> Result<ExitCode> {
         ctx.emit(&text, &doc);
     } else {
         // not an answer: a failure or "still running" goes to stderr
-        eprint!("{text}");
+        err!("{text}");
     }
     Ok(code)
 }
@@ -745,7 +766,7 @@ async fn cancel(ctx: &Ctx, arg: JobArg) -> Result<ExitCode> {
         if ctx.json {
             ctx.emit(&text, &doc);
         }
-        eprint!("{text}");
+        err!("{text}");
         return Ok(ExitCode::Failure);
     }
     // the record first: whatever the worker reports afterwards, the job ends cancelled
@@ -846,14 +867,16 @@ async fn setup(ctx: &Ctx) -> Result<ExitCode> {
                 Some(codex)
             }
             Err(e) => {
+                let e = codex_core::error_chain(&e);
                 lines.push(format!("codex:   {} does not work: {e}", path.display()));
-                doc["codex"] = json!({"found": true, "path": path, "error": e.to_string()});
+                doc["codex"] = json!({"found": true, "path": path, "error": e});
                 None
             }
         },
         Err(e) => {
+            let e = codex_core::error_chain(&e);
             lines.push(format!("codex:   not found ({e})"));
-            doc["codex"] = json!({"found": false, "error": e.to_string()});
+            doc["codex"] = json!({"found": false, "error": e});
             None
         }
     };
@@ -873,8 +896,9 @@ async fn setup(ctx: &Ctx) -> Result<ExitCode> {
                     doc["auth"] = json!({"mode": auth_name(mode), "description": mode.to_string()});
                 }
                 Err(e) => {
+                    let e = codex_core::error_chain(e);
                     lines.push(format!("auth:    unknown ({e})"));
-                    doc["auth"] = json!({"mode": "unknown", "error": e.to_string()});
+                    doc["auth"] = json!({"mode": "unknown", "error": e});
                 }
             }
             if matches!(auth, Ok(AuthMode::None)) {
@@ -923,8 +947,9 @@ async fn setup(ctx: &Ctx) -> Result<ExitCode> {
                 None => "broker:  not running, and codex-broker was not found".to_owned(),
             }),
             Err(e) => {
+                let e = codex_core::error_chain(&e);
                 lines.push(format!("broker:  unreachable ({e})"));
-                broker["error"] = json!(e.to_string());
+                broker["error"] = json!(e);
             }
         }
         if broker_bin.is_none() {

@@ -6,6 +6,37 @@
 //! The logic lives in [`codex_agent::companion`] and [`codex_agent::Delegate`]; this binary
 //! parses the command line, prints, and maps failures to exit codes.
 
+/// Printing that never panics: a reader that went away (`codex-companion status | head`)
+/// closes the pipe, and a closed stdout or stderr must not abort a command whose job record
+/// is already safe. Write errors are ignored.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+/// [`outln!`] without the newline.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+/// [`outln!`] for stderr.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+/// [`out!`] for stderr.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod commands;
 
@@ -31,7 +62,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("codex-companion: error: cannot start the async runtime: {e}");
+            errln!("codex-companion: error: cannot start the async runtime: {e}");
             return ExitCode::from(companion::ExitCode::Failure.code());
         }
     };
@@ -47,16 +78,17 @@ fn main() -> ExitCode {
 /// its exit code.
 fn report(err: &anyhow::Error, json: bool) -> companion::ExitCode {
     let code = exit_code_of(err);
-    // codex's messages may quote its stderr: no secret reaches the terminal or a log
-    let message = codex_core::jobs::redact(&format!("{err:#}"));
-    eprintln!("codex-companion: error: {message}");
+    // the error and each cause, once; codex's messages may quote its stderr: no secret
+    // reaches the terminal or a log
+    let message = codex_core::jobs::redact(&codex_core::error_chain(err.as_ref()));
+    errln!("codex-companion: error: {message}");
     if json {
         let doc = serde_json::json!({
             "ok": false,
             "error": message,
             "exit_code": code.code(),
         });
-        println!("{doc}");
+        outln!("{doc}");
     }
     code
 }
