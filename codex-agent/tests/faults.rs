@@ -37,7 +37,9 @@ use codex_bridge_tests::bins::build_workspace_bin;
 use codex_bridge_tests::procs::{processes_with_env, wait_until_gone, wait_until_gone_async};
 use codex_cli_backend::CliBackend;
 use codex_core::jobs::{JobRecord, JobStatus, JobStore};
-use codex_core::{Backend, BackendKind, CodexBinary, Event, ExitSummary, Run, TaskSpec};
+use codex_core::{
+    Backend, BackendKind, CodexBinary, Event, ExitSummary, ProbeOptions, Run, TaskSpec,
+};
 use serde_json::Value;
 
 /// The outer bound of one case of the library entry points.
@@ -47,6 +49,8 @@ const COMMAND: Duration = Duration::from_secs(120);
 /// The timeout given to runs of the "no answer" fault (the only runs with a timeout: every
 /// other fault must end the run by itself).
 const NO_ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+/// The deadline of each probe command.
+const PROBE_DEADLINE: Duration = Duration::from_secs(3);
 /// How long processes may take to disappear after a run ended.
 const GONE: Duration = Duration::from_secs(15);
 /// The size of the huge line: just over 64 MiB (over the 16 MiB line bound of the exec
@@ -176,19 +180,31 @@ impl Fake {
         self.home().to_string_lossy().into_owned()
     }
 
-    /// Probes the fake. For a probe fault, checks the typed probe timeout and returns `None`.
+    /// Probes the fake (each probe command gets [`PROBE_DEADLINE`]). For a probe fault,
+    /// checks the typed probe timeout and returns `None`.
     async fn probe(&self) -> Option<CodexBinary> {
-        let result = CodexBinary::probe(&self.program).await;
+        let options = ProbeOptions::default().deadline(PROBE_DEADLINE);
+        let result = CodexBinary::probe_with(&self.program, options).await;
         if !self.fault.is_probe() {
             return Some(result.unwrap_or_else(|e| panic!("probing the fake: {e}")));
         }
-        let err = result.expect_err("a hanging probe must fail");
-        let debug = format!("{err:?}");
-        assert!(
-            debug.contains("CommandTimeout"),
-            "{:?}: expected a typed probe timeout, got {debug}",
-            self.fault
-        );
+        let hung = if self.fault == HangingVersion {
+            "--version"
+        } else {
+            "--help"
+        };
+        match result {
+            Err(codex_core::Error::CommandTimeout {
+                ref what, after, ..
+            }) => {
+                assert!(what.contains(hung), "{:?}: {what}", self.fault);
+                assert_eq!(after, PROBE_DEADLINE, "{:?}", self.fault);
+            }
+            other => panic!(
+                "{:?}: expected a typed probe timeout, got {other:?}",
+                self.fault
+            ),
+        }
         None
     }
 
