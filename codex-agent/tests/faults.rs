@@ -424,11 +424,13 @@ fn check_delegate(entry: &str, fault: Fault, outcome: codex_agent::Result<Verifi
             match fault {
                 ExitMidStream => {
                     assert_eq!(status, ExitSummary::Code(7), "{ctx}: {err}");
-                    assert!(err.to_string().contains("fake: lost the stream"), "{ctx}: {err}");
+                    let chain = codex_core::error_chain(&err);
+                    assert!(chain.contains("fake: lost the stream"), "{ctx}: {chain}");
                 }
                 Segv => {
                     assert_eq!(status, ExitSummary::Signal(11), "{ctx}: {err}");
-                    assert!(err.to_string().contains("signal 11"), "{ctx}: {err}");
+                    let chain = codex_core::error_chain(&err);
+                    assert!(chain.contains("signal 11"), "{ctx}: {chain}");
                 }
                 _ => {}
             }
