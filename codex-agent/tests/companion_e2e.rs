@@ -876,6 +876,124 @@ fn a_turn_that_outlives_its_timeout_fails() {
 }
 
 #[test]
+fn a_silent_app_server_fails_the_job_within_its_timeout_and_leaves_nothing() {
+    let w = World::new();
+    let bin = tempfile::tempdir().expect("a folder for the silent codex");
+    let silent = codex_bridge_tests::silent::silent_codex(bin.path());
+    let home = w.home_str();
+    for (extra, background) in [
+        (&[][..], false),
+        (&["--no-broker"][..], false),
+        (&["--no-broker"][..], true),
+        (&[][..], true),
+    ] {
+        let mut args = vec!["task", "--timeout", "4", "--json"];
+        args.extend_from_slice(extra);
+        if background {
+            args.push("--background");
+        }
+        args.push("hello");
+        let started = Instant::now();
+        let out = finish(
+            w.command(&args)
+                .env("CODEX_BIN", &silent)
+                .spawn()
+                .expect("start"),
+            &args,
+        );
+        let (job, error) = if background {
+            assert_eq!(out.code, Some(0), "{out}");
+            let doc: Value = serde_json::from_str(&out.stdout).expect("JSON");
+            let id = doc["job_id"].as_str().expect("a job id").to_owned();
+            let job = w.wait_job(&id);
+            let error = job["error"].as_str().unwrap_or_default().to_owned();
+            (job, error)
+        } else {
+            assert_eq!(out.code, Some(1), "{out}");
+            let doc: Value = serde_json::from_str(&out.stdout).expect("JSON");
+            let id = doc["job_id"].as_str().map(str::to_owned);
+            let id = id.unwrap_or_else(|| {
+                // a start-up failure is reported before the job's outcome
+                let (_, list) = w.run_json(&["status"]);
+                list["jobs"][0]["id"].as_str().expect("a job").to_owned()
+            });
+            (
+                w.job(&id),
+                doc["error"].as_str().unwrap_or_default().to_owned(),
+            )
+        };
+        let elapsed = started.elapsed();
+        eprintln!("{args:?}: {elapsed:?}: {error}");
+        assert_eq!(job["status"], "failed", "{args:?}: {job}");
+        assert!(
+            error.contains("did not answer initialize within"),
+            "{args:?}: {error}\n{out}"
+        );
+        // the job's timeout bounded its start-up (generously: 4 s plus process start-up)
+        assert!(elapsed < Duration::from_secs(60), "{args:?}: {elapsed:?}");
+        // nothing of the job is left; a broker keeps its app-server until its own handshake
+        // deadline, so stop it first
+        if !extra.contains(&"--no-broker") {
+            stop_broker_of(&w, &silent);
+        }
+        if let Err(left) = wait_until_gone("CODEX_HOME", &home, Duration::from_secs(15)) {
+            panic!("{args:?}: processes left:\n{}", describe(&left));
+        }
+    }
+}
+
+/// Stops the broker of the codex at `codex` for this world.
+fn stop_broker_of(world: &World, codex: &Path) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let options = codex_asp::broker::BrokerOptions::new()
+        .codex(codex)
+        .codex_home(world.home.path())
+        .socket_dir(world.state.path().join("broker"));
+    let stopped = runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(15),
+            codex_asp::broker::shutdown(&options),
+        )
+        .await
+    });
+    assert!(
+        matches!(stopped, Ok(Ok(()))),
+        "stopping the broker: {stopped:?}"
+    );
+}
+
+/// A reply of `n` text deltas, and the text they make.
+fn chatty(n: usize) -> (Reply, String) {
+    let pieces: Vec<String> = (0..n).map(|i| format!("{i},")).collect();
+    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    (Reply::streamed(&refs), pieces.concat())
+}
+
+#[test]
+fn a_chatty_turn_completes_through_the_broker_and_on_a_private_app_server() {
+    let w = World::new();
+    // through the broker: 200,000 deltas, far beyond the run's queues and the broker's client
+    // queue; privately 50,000 (the same run logic, which the app-server tests drive with
+    // 200,000)
+    for (extra, n) in [(&[][..], 200_000), (&["--no-broker"][..], 50_000)] {
+        let (reply, text) = chatty(n);
+        w.mock.push(reply);
+        let mut args = vec!["task"];
+        args.extend_from_slice(extra);
+        args.push("talk a lot");
+        let started = Instant::now();
+        let (out, doc) = w.run_json(&args);
+        eprintln!("{extra:?}: {:?}", started.elapsed());
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert_eq!(doc["status"], "completed", "{}", out.stderr);
+        assert!(doc["final_message"] == text.as_str(), "{}", out.stderr);
+    }
+}
+
+#[test]
 fn bad_flags_and_bad_input_exit_2() {
     let w = World::new();
     for args in [

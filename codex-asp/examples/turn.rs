@@ -9,17 +9,20 @@
 //! Uses the codex of the environment (`CODEX_BIN`, else `codex` on `PATH`) and its
 //! `CODEX_HOME`. Prints the thread id, the streamed deltas as they arrive, each approval
 //! request with the answer given (`--on-approval`, default `decline`), and the final message
-//! last. `--resume` runs the turn on an existing thread. `--timeout` (default 600 s) stops a
-//! turn that never ends (codex retries an unreachable model provider forever). Exits 0 only
-//! when the turn completed.
+//! last. `--resume` runs the turn on an existing thread. `--timeout` (default 600 s) bounds
+//! the whole run, start-up included: it stops a turn that never ends (codex retries an
+//! unreachable model provider forever) and an app-server that never answers `initialize`
+//! (whose handshake gets at most 30 s of it). Exits 0 only when the turn completed.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use codex_asp::AspBackend;
 use codex_asp::approval::{ApprovalHandler, Decision, ServerReply, ServerRequestCtx};
 use codex_asp::backend::AspBackendOptions;
+use codex_asp::connection::DEFAULT_HANDSHAKE_TIMEOUT;
 use codex_core::event::DeltaKind;
 use codex_core::{ApprovalPolicy, Backend, CodexBinary, Event, TaskSpec, ThreadId};
 
@@ -48,7 +51,7 @@ struct Options {
     approval_policy: Option<ApprovalPolicy>,
     on_approval: Decision,
     resume: Option<String>,
-    timeout: std::time::Duration,
+    timeout: Duration,
     prompt: String,
 }
 
@@ -58,7 +61,7 @@ fn parse_args() -> Result<Options, String> {
         approval_policy: None,
         on_approval: Decision::Decline,
         resume: None,
-        timeout: std::time::Duration::from_secs(600),
+        timeout: Duration::from_secs(600),
         prompt: String::new(),
     };
     let mut prompt = Vec::new();
@@ -92,7 +95,7 @@ fn parse_args() -> Result<Options, String> {
                 let secs: u64 = secs.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
                     format!("--timeout: {secs:?} is not a positive number of seconds")
                 })?;
-                opts.timeout = std::time::Duration::from_secs(secs);
+                opts.timeout = Duration::from_secs(secs);
             }
             "-h" | "--help" => return Err(String::new()),
             other if other.starts_with("--") => return Err(format!("unknown option {other}")),
@@ -152,16 +155,37 @@ async fn main() -> ExitCode {
     }
 }
 
+/// What is left of `timeout` at `deadline`; a timeout error once nothing is left.
+fn remaining(deadline: Instant, timeout: Duration) -> codex_core::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(codex_core::Error::Timeout {
+            after: timeout,
+            thread_id: None,
+        });
+    }
+    Ok(left)
+}
+
 async fn run(opts: Options) -> codex_core::Result<bool> {
-    let codex = CodexBinary::discover().await?;
+    // --timeout covers the whole run: finding codex, the handshake, the turn
+    let deadline = Instant::now() + opts.timeout;
+    let timed_out = || codex_core::Error::Timeout {
+        after: opts.timeout,
+        thread_id: None,
+    };
+    let codex = tokio::time::timeout_at(deadline.into(), CodexBinary::discover())
+        .await
+        .map_err(|_| timed_out())??;
     let options = AspBackendOptions::default()
         .client_info("codex-asp-turn-example", env!("CARGO_PKG_VERSION"))
         .approval_handler(PrintingHandler {
             decision: opts.on_approval.clone(),
-        });
+        })
+        .handshake_timeout(remaining(deadline, opts.timeout)?.min(DEFAULT_HANDSHAKE_TIMEOUT));
     let backend = AspBackend::spawn(codex, options).await?;
 
-    let mut spec = TaskSpec::new(opts.prompt).timeout(opts.timeout);
+    let mut spec = TaskSpec::new(opts.prompt).timeout(remaining(deadline, opts.timeout)?);
     if let Some(dir) = opts.cd {
         spec = spec.cwd(dir);
     }

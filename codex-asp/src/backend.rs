@@ -53,6 +53,11 @@
 //! | the connection closed otherwise | at once, [`codex_core::Error::Backend`] wrapping [`crate::Error::Closed`] |
 //! | the run fell behind and the connection dropped notifications for it | an [`Event::Error`], `turn/interrupt`, then [`BackendError::Lagged`] |
 //!
+//! A run's subscription merges text deltas once its queue is full
+//! ([`Overflow::CoalesceDeltas`]): a burst of deltas reaches the run as fewer, longer
+//! [`Event::Delta`]s with the same text, and other notifications keep their place; only a
+//! run that stops reading for good loses notifications.
+//!
 //! Errors of this crate reach callers as [`codex_core::Error::Backend`] with the
 //! [`crate::Error`] as source (see [`asp_error`]), except an app-server that exited, which is
 //! [`codex_core::Error::ProcessExited`]; errors specific to this backend are
@@ -102,7 +107,7 @@ use tokio::time::Instant;
 
 use crate::approval::{ApprovalHandler, DeclineAll};
 use crate::connection::{
-    Connection, ConnectionOptions, Event as ConnEvent, Filter, Notification, Subscription,
+    Connection, ConnectionOptions, Event as ConnEvent, Filter, Notification, Overflow, Subscription,
 };
 use crate::error::{CloseReason, Error as AspError};
 use crate::protocol::{
@@ -185,7 +190,8 @@ pub fn asp_error(error: &codex_core::Error) -> Option<&AspError> {
 /// Build with [`AspBackendOptions::default`] and the builder methods. The process options
 /// (`env`, `args`) only apply to [`AspBackend::spawn`]; the handshake options
 /// (`approval_handler`, `client_info`, `experimental_api`, `opt_out_notification_methods`,
-/// `subscription_capacity`) to [`AspBackend::spawn`] and [`AspBackend::connect`].
+/// `subscription_capacity`, `handshake_timeout`) to [`AspBackend::spawn`] and
+/// [`AspBackend::connect`].
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct AspBackendOptions {
@@ -213,6 +219,11 @@ pub struct AspBackendOptions {
     /// The kind reported by [`Backend::kind`] and in outcomes (default
     /// [`BackendKind::AppServer`]; a broker client reports [`BackendKind::Broker`]).
     pub kind: BackendKind,
+    /// How long the `initialize` handshake may take (default
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`](crate::connection::DEFAULT_HANDSHAKE_TIMEOUT)); past it,
+    /// [`AspBackend::spawn`] and [`AspBackend::connect`] fail with
+    /// [`crate::Error::HandshakeTimeout`] and a launched app-server is killed.
+    pub handshake_timeout: Duration,
 }
 
 impl fmt::Debug for AspBackendOptions {
@@ -230,6 +241,7 @@ impl fmt::Debug for AspBackendOptions {
             .field("default_timeout", &self.default_timeout)
             .field("subscription_capacity", &self.subscription_capacity)
             .field("kind", &self.kind)
+            .field("handshake_timeout", &self.handshake_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -247,6 +259,7 @@ impl Default for AspBackendOptions {
             default_timeout: None,
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
             kind: BackendKind::AppServer,
+            handshake_timeout: crate::connection::DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -351,6 +364,12 @@ impl AspBackendOptions {
         self
     }
 
+    /// Sets how long the `initialize` handshake may take.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
     /// The `initialize` params these options describe.
     pub fn initialize_params(&self) -> InitializeParams {
         let mut params = InitializeParams::new("", "");
@@ -368,7 +387,8 @@ impl AspBackendOptions {
     fn connection_options(&self) -> ConnectionOptions {
         let mut options = ConnectionOptions::default()
             .subscription_capacity(self.subscription_capacity)
-            .outbound_queue(64);
+            .outbound_queue(64)
+            .handshake_timeout(self.handshake_timeout);
         options.approval_handler = self.approval_handler.clone();
         options
     }
@@ -636,7 +656,9 @@ impl AspBackend {
     }
 
     /// Opens a thread with `thread/start`, `thread/resume` or `thread/fork` and subscribes to
-    /// it atomically with the answer.
+    /// it atomically with the answer. The subscription coalesces text deltas when the run
+    /// falls behind ([`Overflow::CoalesceDeltas`]): a burst of deltas does not fail a run
+    /// whose reader keeps up on average.
     async fn open_thread<R>(&self, params: R::Params) -> codex_core::Result<(String, Subscription)>
     where
         R: Request,
@@ -644,11 +666,12 @@ impl AspBackend {
         let (value, sub) = self
             .inner
             .conn
-            .request_raw_subscribed(
+            .request_raw_subscribed_with(
                 R::METHOD,
                 crate::connection::encode_params::<R>(&params)
                     .map_err(|e| self.core(e, "while encoding"))?,
                 Filter::result_thread,
+                Overflow::CoalesceDeltas,
             )
             .await
             .map_err(|e| self.core(e, &format!("while waiting for the answer to {}", R::METHOD)))?;
@@ -722,14 +745,16 @@ impl Backend for AspBackend {
 
     async fn start(&self, spec: TaskSpec) -> codex_core::Result<Run> {
         let started = Instant::now();
-        self.check_spec(&spec).await?;
+        spec.validate()?;
         let timeout = spec.timeout.or(self.inner.default_timeout);
-        let params = ThreadStartParams {
-            overrides: thread_overrides(&spec, true)?,
-            ephemeral: spec.ephemeral.then_some(true),
-            ..ThreadStartParams::default()
-        };
+        // the checks may ask the server (account/read): they count against the timeout
         let setup = async {
+            self.check_spec(&spec).await?;
+            let params = ThreadStartParams {
+                overrides: thread_overrides(&spec, true)?,
+                ephemeral: spec.ephemeral.then_some(true),
+                ..ThreadStartParams::default()
+            };
             let (thread_id, sub) = self.open_thread::<ThreadStart>(params).await?;
             let turn_id = self.start_turn(&thread_id, &spec).await?;
             Ok((thread_id, sub, turn_id))
@@ -740,12 +765,14 @@ impl Backend for AspBackend {
 
     async fn resume(&self, thread_id: &ThreadId, spec: TaskSpec) -> codex_core::Result<Run> {
         let started = Instant::now();
-        self.check_spec(&spec).await?;
+        spec.validate()?;
         let timeout = spec.timeout.or(self.inner.default_timeout);
-        let mut params = ThreadResumeParams::new(thread_id.as_str());
-        params.overrides = thread_overrides(&spec, false)?;
-        params.exclude_turns = Some(true);
+        // the checks may ask the server (account/read): they count against the timeout
         let setup = async {
+            self.check_spec(&spec).await?;
+            let mut params = ThreadResumeParams::new(thread_id.as_str());
+            params.overrides = thread_overrides(&spec, false)?;
+            params.exclude_turns = Some(true);
             let (thread_id, sub) = self.open_thread::<ThreadResume>(params).await?;
             let turn_id = self.start_turn(&thread_id, &spec).await?;
             Ok((thread_id, sub, turn_id))
@@ -1624,10 +1651,14 @@ mod tests {
     }
 
     fn memory_backend() -> (AspBackend, MemoryServer) {
+        memory_backend_with(4)
+    }
+
+    fn memory_backend_with(subscription_capacity: usize) -> (AspBackend, MemoryServer) {
         let (transport, server) = memory::pair(TransportOptions::default());
         let conn = Connection::new(
             transport,
-            ConnectionOptions::default().subscription_capacity(4),
+            ConnectionOptions::default().subscription_capacity(subscription_capacity),
         );
         (
             AspBackend::from_connection_with(conn, AspBackendOptions::default().event_capacity(1)),
@@ -1682,12 +1713,13 @@ mod tests {
     async fn a_lagging_run_fails_loudly_and_interrupts() {
         let (backend, mut server) = memory_backend();
         let mut run = start_turn(&backend, &mut server).await;
-        // the run's queue holds 1 event, its subscription 4: flood it while nobody reads
+        // the run's queue holds 1 event, its subscription 4 (8 once deltas cannot merge):
+        // flood it with events that cannot be merged while nobody reads
         for i in 0..40 {
             server
                 .notify(
-                    "item/agentMessage/delta",
-                    json!({"threadId": "t", "turnId": "u", "itemId": "m", "delta": format!("{i} ")}),
+                    "item/started",
+                    json!({"threadId": "t", "turnId": "u", "item": {"type": "agentMessage", "id": format!("m{i}"), "text": ""}}),
                 )
                 .await
                 .unwrap();
@@ -1730,6 +1762,101 @@ mod tests {
                 .any(|e| matches!(e, Event::Error { message } if message.contains("fell behind"))),
             "{events:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_deltas_is_merged_not_dropped() {
+        let (backend, mut server) = memory_backend_with(16);
+        let mut run = start_turn(&backend, &mut server).await;
+        // the run's queue holds 1 event, its subscription 16: a burst of deltas of two items,
+        // interleaved, with an item/started in the middle, while nobody reads
+        let mut expected = (String::new(), String::new());
+        for i in 0..3000u32 {
+            let (item, text) = if i.is_multiple_of(3) {
+                ("r", &mut expected.1)
+            } else {
+                ("m", &mut expected.0)
+            };
+            let piece = format!("{i} ");
+            text.push_str(&piece);
+            let method = if item == "r" {
+                "item/reasoning/summaryTextDelta"
+            } else {
+                "item/agentMessage/delta"
+            };
+            server
+                .notify(
+                    method,
+                    json!({"threadId": "t", "turnId": "u", "itemId": item, "summaryIndex": 0, "delta": piece}),
+                )
+                .await
+                .unwrap();
+            if i == 1500 {
+                server
+                    .notify(
+                        "item/started",
+                        json!({"threadId": "t", "turnId": "u", "item": {"type": "agentMessage", "id": "x", "text": ""}}),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        server
+            .notify(
+                "item/completed",
+                json!({"threadId": "t", "turnId": "u", "item": {"type": "agentMessage", "id": "m", "text": expected.0}}),
+            )
+            .await
+            .unwrap();
+        server
+            .notify(
+                "turn/completed",
+                json!({"threadId": "t", "turn": {"id": "u", "status": "completed", "items": []}}),
+            )
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        while let Some(e) = run.next_event().await {
+            events.push(e);
+        }
+        let outcome = run.outcome().await.unwrap();
+        assert_eq!(outcome.final_message.as_deref(), Some(expected.0.as_str()));
+        let mut text = (String::new(), String::new());
+        let mut deltas = 0;
+        let mut started_at = None;
+        for (at, e) in events.iter().enumerate() {
+            match e {
+                Event::Delta { item_id, delta, .. } => {
+                    deltas += 1;
+                    if item_id == "r" {
+                        text.1.push_str(delta);
+                    } else {
+                        text.0.push_str(delta);
+                    }
+                }
+                Event::ItemStarted { item } if item.id == "x" => started_at = Some(at),
+                _ => {}
+            }
+        }
+        assert_eq!(text, expected);
+        assert!(deltas < 3000, "nothing was merged ({deltas} deltas)");
+        assert!(backend.connection().stats().coalesced_events > 0);
+        assert_eq!(backend.connection().stats().lagged_events, 0);
+        // the item/started kept its place: after the text sent before it, before the rest
+        let started_at = started_at.expect("item/started was delivered");
+        let before: String = events[..started_at]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Delta { item_id, delta, .. } if item_id == "m" => Some(delta.as_str()),
+                _ => None,
+            })
+            .collect();
+        let sent_before: String = (0..=1500)
+            .filter(|i: &u32| !i.is_multiple_of(3))
+            .map(|i| format!("{i} "))
+            .collect();
+        assert_eq!(before, sent_before);
+        assert!(matches!(events.last(), Some(Event::TurnCompleted { .. })));
     }
 
     #[tokio::test]

@@ -87,6 +87,22 @@ pub enum Error {
         detail: String,
     },
 
+    /// The server did not answer the `initialize` handshake in time
+    /// ([`ConnectionOptions::handshake_timeout`](crate::ConnectionOptions::handshake_timeout)).
+    /// The connection was closed and an app-server its transport launched was killed.
+    #[error(
+        "codex app-server did not answer initialize within {after:.1?} ({endpoint}{})",
+        program.as_ref().map(|p| format!(", program {}", p.display())).unwrap_or_default()
+    )]
+    HandshakeTimeout {
+        /// The transport's label: `stdio`, the URL or socket it connected to.
+        endpoint: String,
+        /// The launched program, when the transport launched one.
+        program: Option<std::path::PathBuf>,
+        /// The deadline that passed.
+        after: Duration,
+    },
+
     /// A message is larger than the configured bound.
     #[error("{what} message of {len} bytes exceeds the limit of {max} bytes")]
     MessageTooLarge {

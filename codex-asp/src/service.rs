@@ -108,13 +108,17 @@ impl AspService {
     }
 
     fn start(&mut self, method: &str, params: Value) -> BoxFuture<Result<Value>> {
-        let (outbound, call) = match self.conn.prepare(method, &params, None) {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                self.sender.abort_send();
-                return Box::pin(std::future::ready(Err(e)));
-            }
-        };
+        let (outbound, call) =
+            match self
+                .conn
+                .prepare(method, &params, None, crate::connection::Overflow::Lag)
+            {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    self.sender.abort_send();
+                    return Box::pin(std::future::ready(Err(e)));
+                }
+            };
         if self.sender.send_item(outbound).is_err() {
             let conn = self.conn.clone();
             return Box::pin(async move { Err(Error::closed(conn.closed().await)) });

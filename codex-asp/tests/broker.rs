@@ -725,6 +725,145 @@ async fn an_app_server_exit_fails_what_is_in_flight_and_the_next_request_restart
 }
 
 #[tokio::test]
+async fn handshakes_with_a_silent_app_server_are_bounded_on_both_sides() {
+    let mut fake = Fake::new();
+    let running = fake.start().await;
+    let mut up = tokio::time::timeout(WAIT, fake.servers.recv())
+        .await
+        .expect("the broker starts an app-server")
+        .expect("launcher alive");
+    // the app-server reads initialize and never answers it
+    assert_eq!(recv(&mut up).await["method"], "initialize");
+    // a client's handshake through the broker has its own deadline
+    let options = fake.client_options("impatient").connection_options(
+        ConnectionOptions::default().handshake_timeout(Duration::from_millis(300)),
+    );
+    let err = tokio::time::timeout(WAIT, broker::connect(&options))
+        .await
+        .expect("the handshake is bounded")
+        .unwrap_err();
+    match &err {
+        broker::Error::Asp(codex_asp::Error::HandshakeTimeout {
+            endpoint, after, ..
+        }) => {
+            assert!(endpoint.starts_with("codex-broker unix://"), "{endpoint}");
+            assert_eq!(*after, Duration::from_millis(300));
+        }
+        other => panic!("{other:?}"),
+    }
+    running.stop().await;
+
+    // the broker's own handshake with the app-server is bounded too: the app-server is
+    // dropped and the clients waiting for it fail
+    let mut fake = Fake::new();
+    fake.options = fake
+        .options
+        .clone()
+        .upstream_init_timeout(Duration::from_millis(300));
+    let running = fake.start().await;
+    let mut up = tokio::time::timeout(WAIT, fake.servers.recv())
+        .await
+        .expect("the broker starts an app-server")
+        .expect("launcher alive");
+    assert_eq!(recv(&mut up).await["method"], "initialize");
+    let started = Instant::now();
+    let err = tokio::time::timeout(WAIT, broker::connect(&fake.client_options("patient")))
+        .await
+        .expect("the broker gives up on its app-server")
+        .unwrap_err();
+    assert!(started.elapsed() < WAIT);
+    assert!(
+        err.to_string()
+            .contains("did not answer initialize within 300ms"),
+        "{err}"
+    );
+    // the silent app-server's transport was closed
+    let end = tokio::time::timeout(WAIT, up.recv_line()).await;
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    running.stop().await;
+}
+
+/// Opens thread `thread` for a raw client (request id 2).
+async fn raw_thread(raw: &mut Raw, upstream: &mut MemoryServer, thread: &str) {
+    raw.send(json!({"id": 2, "method": "thread/start", "params": {"cwd": "/w"}}))
+        .await;
+    let req = recv_method(upstream, "thread/start").await;
+    upstream
+        .respond(&req["id"], json!({"thread": {"id": thread}}))
+        .await
+        .unwrap();
+    let answer = raw.recv().await;
+    assert_eq!(answer["result"]["thread"]["id"], thread, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_deltas_reaches_a_slow_owner_merged_and_a_stalled_client_is_dropped() {
+    const BURST: usize = 50_000;
+    let mut fake = Fake::new();
+    fake.options.client_queue = 1024;
+    let running = fake.start().await;
+    let mut up = fake.upstream().await;
+    let mut slow = Raw::connect(&running.socket).await;
+    slow.initialize(json!(1)).await;
+    raw_thread(&mut slow, &mut up, "t").await;
+    let mut stalled = Raw::connect(&running.socket).await;
+    stalled.initialize(json!(1)).await;
+    raw_thread(&mut stalled, &mut up, "s").await;
+    // the stalled client never reads: lines it cannot merge overflow its backlog
+    for i in 0..20_000 {
+        up.notify(
+            "item/started",
+            json!({"threadId": "s", "turnId": "v", "item": {"type": "agentMessage", "id": format!("x{i}"), "text": ""}}),
+        )
+        .await
+        .unwrap();
+    }
+    // the slow one reads nothing until the whole burst was sent, then catches up
+    for i in 0..BURST {
+        up.notify(
+            "item/agentMessage/delta",
+            json!({"threadId": "t", "turnId": "u", "itemId": "m", "delta": format!("{i},")}),
+        )
+        .await
+        .unwrap();
+    }
+    up.notify(
+        "turn/completed",
+        json!({"threadId": "t", "turn": {"id": "u", "status": "completed", "items": []}}),
+    )
+    .await
+    .unwrap();
+    let mut text = String::new();
+    let mut lines = 0;
+    loop {
+        let msg = slow.recv().await;
+        lines += 1;
+        match msg["method"].as_str() {
+            Some("item/agentMessage/delta") => {
+                assert_eq!(msg["params"]["itemId"], "m");
+                text.push_str(msg["params"]["delta"].as_str().unwrap());
+            }
+            Some("turn/completed") => break,
+            _ => panic!("{msg}"),
+        }
+    }
+    let expected: String = (0..BURST).map(|i| format!("{i},")).collect();
+    assert!(text == expected, "the merged text differs");
+    assert!(lines < BURST, "nothing was merged ({lines} lines)");
+    // the stalled client was disconnected after what its socket held
+    let mut seen = 0;
+    loop {
+        match tokio::time::timeout(WAIT, stalled.lines.next_line()).await {
+            Ok(Ok(Some(_))) => seen += 1,
+            Ok(Ok(None) | Err(_)) => break,
+            Err(_) => panic!("the stalled client is still connected after {seen} lines"),
+        }
+    }
+    assert!(seen < 20_000, "{seen}");
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn opted_out_notifications_are_not_delivered() {
     let mut fake = Fake::new();
     let running = fake.start().await;

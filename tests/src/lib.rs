@@ -1,8 +1,8 @@
 //! Test support for codex-bridge: a scriptable mock of the OpenAI Responses API
 //! ([`mock::MockModel`]), a private offline `CODEX_HOME` ([`home::CodexHome`]), throw-away
 //! workspaces ([`home::TempWorkspace`]), the pinned-codex locator ([`pinned::pinned_codex`]),
-//! process checks ([`procs`]) and the workspace's binaries for other packages' tests
-//! ([`bins`]).
+//! process checks ([`procs`]), a codex whose app-server never answers ([`silent`]) and the
+//! workspace's binaries for other packages' tests ([`bins`]).
 //!
 //! The crate also builds binaries: `fake-codex`, a fault-injecting stand-in for codex
 //! (`env!("CARGO_BIN_EXE_fake-codex")` in this package's tests; see its source for the
@@ -18,6 +18,7 @@ pub mod home;
 pub mod mock;
 pub mod pinned;
 pub mod procs;
+pub mod silent;
 
 pub use home::{CodexHome, TempWorkspace};
 pub use mock::{MockModel, RecordedRequest, Reply};

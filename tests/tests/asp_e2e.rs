@@ -237,6 +237,170 @@ async fn streamed_deltas_arrive_in_order() {
     assert_eq!(requests[0].header("originator"), Some("codex-bridge-tests"));
 }
 
+/// How many text deltas the burst tests stream: far beyond a run's subscription queue
+/// (`DEFAULT_SUBSCRIPTION_CAPACITY`, 16 Ki) and event queue.
+const BURST: usize = 200_000;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_deltas_reaches_a_run_read_slower_than_codex_sends() {
+    let mock = MockModel::start().await;
+    let pieces: Vec<String> = (0..BURST).map(|i| format!("{i},")).collect();
+    let expected = pieces.concat();
+    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    mock.push(Reply::streamed(&refs));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let backend = spawn(options(&home).default_timeout(Duration::from_secs(600))).await;
+    let started = Instant::now();
+    let mut run = backend.start(task(&ws, "Talk a lot")).await.unwrap();
+    // slower than codex: nothing is read until the mock has sent the whole burst, then a
+    // pause every 50 events
+    mock.wait_for_requests(1, TURN).await.unwrap();
+    while mock.open_streams() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the mock is still sending"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut text = String::new();
+    let mut events = 0usize;
+    while let Some(event) = run.next_event().await {
+        events += 1;
+        if events.is_multiple_of(50) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if let Event::Delta {
+            kind: DeltaKind::AgentMessage,
+            delta,
+            ..
+        } = &event
+        {
+            text.push_str(delta);
+        }
+    }
+    let outcome = run.outcome().await.unwrap_or_else(|e| panic!("{e}"));
+    let stats = backend.connection().stats();
+    eprintln!(
+        "{BURST} deltas through codex in {:?}: {events} events read, {} merged, {} lagged",
+        started.elapsed(),
+        stats.coalesced_events,
+        stats.lagged_events
+    );
+    assert!(
+        text == expected,
+        "the streamed text differs ({} bytes of {})",
+        text.len(),
+        expected.len()
+    );
+    assert_eq!(outcome.final_message.as_deref(), Some(expected.as_str()));
+    assert_eq!(stats.lagged_events, 0);
+}
+
+/// The `turn` example of codex-asp, built once from this checkout.
+fn turn_example() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        // target/<profile>/deps/asp_e2e-<hash> -> target/<profile>/examples/turn
+        let target = exe
+            .ancestors()
+            .nth(2)
+            .ok_or("no target directory")?
+            .join("examples")
+            .join("turn");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let out = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "codex-asp", "--example", "turn"])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("running cargo: {e}"))?;
+        if !out.status.success() || !target.is_file() {
+            return Err(format!(
+                "cargo build -p codex-asp --example turn failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(target)
+    });
+    match built {
+        Ok(path) => path.clone(),
+        Err(e) => panic!("the turn example is needed: {e}"),
+    }
+}
+
+/// The `turn` example with `home`'s environment and `codex` as `CODEX_BIN`.
+fn turn_command(codex: &std::path::Path, env: &[(String, String)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(turn_example());
+    for key in ENV_TO_REMOVE {
+        cmd.env_remove(key);
+    }
+    cmd.envs(env.iter().cloned())
+        .env("CODEX_BIN", codex)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_turn_example_survives_a_burst_of_deltas() {
+    let mock = MockModel::start().await;
+    let pieces: Vec<String> = (0..BURST).map(|i| format!("{i},")).collect();
+    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    mock.push(Reply::streamed(&refs));
+    let home = CodexHome::new(&mock);
+    let ws = TempWorkspace::new();
+    let out = turn_command(&pinned_codex(), &home.env())
+        .arg("--cd")
+        .arg(ws.path())
+        .args(["--timeout", "300", "talk a lot"])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(600), out)
+        .await
+        .expect("the example ends")
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}\n{stderr}", out.status);
+    assert!(
+        stdout.ends_with(&format!("final message:\n{}\n", pieces.concat())),
+        "{stderr}"
+    );
+    assert_no_process_left(&home).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_turn_example_bounds_a_silent_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let codex = codex_bridge_tests::silent::silent_codex(dir.path());
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let home = home.to_string_lossy().into_owned();
+    let started = Instant::now();
+    let out = turn_command(&codex, &[("CODEX_HOME".to_owned(), home.clone())])
+        .args(["--timeout", "3", "hello"])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("the example ends")
+        .expect("run the example");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("did not answer initialize within") && stderr.contains("codex"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(2), "{stderr}");
+    if let Err(pids) = wait_until_gone_async("CODEX_HOME", &home, Duration::from_secs(10)).await {
+        panic!("the silent app-server survived: {pids:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reasoning_item_and_deltas() {
     let mock = MockModel::start().await;

@@ -1,9 +1,19 @@
 //! Reaching an app-server for the companion: the resident broker (started on demand) or a
 //! private app-server, and the [`Delegate`] over it.
+//!
+//! Start-up comes out of the job's time ([`JobClock`]): the broker, its handshake, a
+//! fallback private app-server and its handshake all end by the job's deadline (a handshake
+//! gets at most [`DEFAULT_HANDSHAKE_TIMEOUT`] of it). An app-server that never answers
+//! `initialize` fails the job with codex-asp's typed
+//! [`HandshakeTimeout`](codex_asp::Error::HandshakeTimeout) (a private one is killed), and
+//! the turn gets what is left of the job's time.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+use codex_asp::connection::DEFAULT_HANDSHAKE_TIMEOUT;
+use tokio::time::Instant;
 
 use codex_asp::AspBackend;
 use codex_asp::backend::AspBackendOptions;
@@ -73,6 +83,85 @@ pub async fn broker_status(codex: &CodexBinary) -> Result<Option<BrokerStatus>, 
     }
 }
 
+/// How long the backstop around a broker start-up waits past the job's deadline, so that the
+/// typed error of the bounded step that hung arrives first.
+const BACKSTOP_GRACE: Duration = Duration::from_secs(1);
+
+/// A job's time: its timeout, counted from its start. Start-up (finding codex, reaching an
+/// app-server, the handshake) comes out of it; the turn gets the rest.
+///
+/// ```
+/// use codex_agent::companion::connect::JobClock;
+/// let clock = JobClock::start(std::time::Duration::from_secs(60));
+/// assert!(clock.remaining() <= clock.timeout());
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct JobClock {
+    started: Instant,
+    timeout: Duration,
+}
+
+impl JobClock {
+    /// A clock of `timeout` starting now.
+    pub fn start(timeout: Duration) -> JobClock {
+        JobClock {
+            started: Instant::now(),
+            timeout,
+        }
+    }
+
+    /// The job's whole timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// When the job's time is up.
+    pub fn deadline(&self) -> Instant {
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        self.started + self.timeout.min(YEAR)
+    }
+
+    /// What is left of the job's time (zero once it is up).
+    pub fn remaining(&self) -> Duration {
+        self.deadline().saturating_duration_since(Instant::now())
+    }
+
+    /// What is left for a turn; [`CompanionError::StartTimeout`] when start-up used it all.
+    pub fn turn_time(&self, waiting_for: &'static str) -> Result<Duration, CompanionError> {
+        // whole milliseconds keep timeout messages readable
+        let left =
+            Duration::from_millis(self.remaining().as_millis().try_into().unwrap_or(u64::MAX));
+        if left.is_zero() {
+            return Err(self.expired(waiting_for));
+        }
+        Ok(left)
+    }
+
+    /// The error of a start-up that outlived the job's time.
+    pub fn expired(&self, waiting_for: &'static str) -> CompanionError {
+        CompanionError::StartTimeout {
+            after: self.timeout,
+            waiting_for,
+        }
+    }
+
+    /// `fut`, ended with [`JobClock::expired`] at the deadline.
+    pub async fn bound<T>(
+        &self,
+        waiting_for: &'static str,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, CompanionError> {
+        tokio::time::timeout_at(self.deadline(), fut)
+            .await
+            .map_err(|_| self.expired(waiting_for))
+    }
+
+    /// The handshake deadline within what is left.
+    fn handshake_timeout(&self) -> Duration {
+        self.remaining().min(DEFAULT_HANDSHAKE_TIMEOUT)
+    }
+}
+
 /// An app-server ready to run turns.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -102,50 +191,66 @@ impl Connected {
     }
 }
 
-/// Connects as `choice` asks: through the broker (started when none runs; if that fails, a
-/// private app-server is used and [`Connected::fallback`] says why), or a private
-/// app-server. `default_timeout` bounds runs that set no timeout of their own (reviews).
+/// Connects as `choice` asks: through the broker (started when none runs; if that fails and
+/// time is left, a private app-server is used and [`Connected::fallback`] says why), or a
+/// private app-server, by the deadline of `clock`. Runs that set no timeout of their own
+/// (reviews) get what is left of the job's time once connected.
 pub async fn connect(
     codex: &CodexBinary,
     choice: BackendChoice,
-    default_timeout: Option<Duration>,
+    clock: JobClock,
 ) -> Result<Connected, CompanionError> {
     let mut fallback = None;
     if choice == BackendChoice::Broker {
-        match broker::ensure(&broker_options(codex.path())).await {
-            Ok(conn) => {
-                let mut options = AspBackendOptions::default().kind(BackendKind::Broker);
-                if let Some(t) = default_timeout {
-                    options = options.default_timeout(t);
-                }
+        let mut options = broker_options(codex.path());
+        options.connection = options
+            .connection
+            .clone()
+            .handshake_timeout(clock.handshake_timeout());
+        options.start_timeout = options.start_timeout.min(clock.remaining());
+        let ensure =
+            tokio::time::timeout_at(clock.deadline() + BACKSTOP_GRACE, broker::ensure(&options));
+        match ensure.await {
+            Ok(Ok(conn)) => {
+                let options = AspBackendOptions::default()
+                    .kind(BackendKind::Broker)
+                    .default_timeout(clock.turn_time("reaching the broker")?);
                 return Ok(Connected {
                     backend: AspBackend::from_connection_with(conn, options),
                     fallback: None,
                 });
             }
-            Err(e) => fallback = Some(codex_core::error_chain(&e)),
+            // no time is left for a private app-server: this is why the job failed
+            Ok(Err(e)) if clock.remaining().is_zero() => return Err(CompanionError::Broker(e)),
+            Ok(Err(e)) => fallback = Some(codex_core::error_chain(&e)),
+            Err(_) => return Err(clock.expired("reaching the broker")),
         }
     }
-    let mut connected = connect_private(codex, default_timeout, &[]).await?;
+    let mut connected = connect_private(codex, clock, &[]).await?;
     connected.fallback = fallback;
     Ok(connected)
 }
 
-/// Starts a private app-server (`codex app-server ARGS...`, killed with the backend).
+/// Starts a private app-server (`codex app-server ARGS...`, killed with the backend) and
+/// performs its handshake by the deadline of `clock`.
 pub async fn connect_private(
     codex: &CodexBinary,
-    default_timeout: Option<Duration>,
+    clock: JobClock,
     args: &[String],
 ) -> Result<Connected, CompanionError> {
-    let mut options = AspBackendOptions::default()
+    let options = AspBackendOptions::default()
         .client_info("codex-companion", env!("CARGO_PKG_VERSION"))
-        .args(args.iter().cloned());
-    if let Some(t) = default_timeout {
-        options = options.default_timeout(t);
-    }
+        .args(args.iter().cloned())
+        .handshake_timeout(clock.handshake_timeout());
     let backend = AspBackend::spawn(codex.clone(), options)
         .await
         .map_err(|e| CompanionError::Delegate(crate::Error::from(e)))?;
+    // runs without a timeout of their own (reviews) get what is left after the handshake
+    let default_timeout = clock.turn_time("starting codex app-server")?;
+    let backend = AspBackend::from_connection_with(
+        backend.connection().clone(),
+        AspBackendOptions::default().default_timeout(default_timeout),
+    );
     Ok(Connected {
         backend,
         fallback: None,

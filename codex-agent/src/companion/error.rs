@@ -98,6 +98,16 @@ pub enum CompanionError {
         source: std::io::Error,
     },
 
+    /// Codex did not start within the job's timeout (finding it, reaching an app-server or
+    /// the broker, the handshake); nothing of the job ran.
+    #[error("codex did not start within the job's timeout of {after:?} (still {waiting_for})")]
+    StartTimeout {
+        /// The job's timeout.
+        after: std::time::Duration,
+        /// What start-up was doing when the time ran out.
+        waiting_for: &'static str,
+    },
+
     /// An I/O error while doing `context`.
     #[error("{context}")]
     Io {

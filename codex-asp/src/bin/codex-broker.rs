@@ -2,7 +2,7 @@
 //! per-user unix socket (see `codex_asp::broker`).
 //!
 //! ```text
-//! codex-broker serve [--codex PATH] [--idle-timeout SECS] [--socket-dir DIR]
+//! codex-broker serve [--codex PATH] [--idle-timeout SECS] [--init-timeout SECS] [--socket-dir DIR]
 //! codex-broker status [--codex PATH] [--socket-dir DIR] [--json]
 //! codex-broker stop [--codex PATH] [--socket-dir DIR]
 //! ```
@@ -65,6 +65,9 @@ enum Command {
         /// Exit after this many seconds with no client and no running turn (0: never).
         #[arg(long, value_name = "SECS", default_value_t = 600.0)]
         idle_timeout: f64,
+        /// How long the app-server gets to answer the broker's `initialize` (default 30).
+        #[arg(long, value_name = "SECS")]
+        init_timeout: Option<f64>,
         /// An extra argument for `codex app-server` (repeatable), e.g.
         /// `--app-server-arg=-c --app-server-arg=model="o3"`.
         #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
@@ -115,9 +118,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve {
             target,
             idle_timeout,
+            init_timeout,
             app_server_arg,
             detached,
-        } => serve(target, idle_timeout, app_server_arg, detached).await,
+        } => serve(target, idle_timeout, init_timeout, app_server_arg, detached).await,
         Command::Status { target, json } => match broker::status(&target.options()).await {
             Ok(status) => {
                 if json {
@@ -179,6 +183,7 @@ fn adopt_orphans() {
 async fn serve(
     target: Target,
     idle_timeout: f64,
+    init_timeout: Option<f64>,
     app_server_args: Vec<String>,
     detached: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -189,6 +194,12 @@ async fn serve(
         None
     };
     let mut options = target.options().idle_timeout(idle);
+    if let Some(secs) = init_timeout {
+        if !(secs > 0.0 && secs.is_finite()) {
+            anyhow::bail!("--init-timeout: {secs} is not a positive number of seconds");
+        }
+        options = options.upstream_init_timeout(Duration::from_secs_f64(secs.min(1e9)));
+    }
     for arg in app_server_args {
         options = options.app_server_arg(arg);
     }

@@ -222,6 +222,11 @@ fn spawn_broker(paths: &BrokerPaths, options: &BrokerOptions) -> Result<Child> {
         .arg(&paths.dir)
         .arg("--idle-timeout")
         .arg(idle);
+    if options.upstream_init_timeout != crate::connection::DEFAULT_HANDSHAKE_TIMEOUT {
+        command
+            .arg("--init-timeout")
+            .arg(format!("{}", options.upstream_init_timeout.as_secs_f64()));
+    }
     for arg in &options.app_server_args {
         let mut flag = OsString::from("--app-server-arg=");
         flag.push(arg);

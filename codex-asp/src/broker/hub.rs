@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::outbox::Outgoing;
 use super::{
     APP_SERVER_EXITED_NOTIFICATION, AppServerExit, BrokerStatus, ClientStatus, Launcher,
     OwnedThread, RunningTurn, SHUTDOWN_METHOD, STATUS_METHOD, codes,
@@ -31,8 +32,6 @@ use crate::transport::{Frame, Garbage, GarbageReason, ProcessHandle};
 /// The broker's number for a client connection.
 pub(crate) type ClientId = u64;
 
-/// How long the app-server gets to answer the broker's `initialize`.
-pub(crate) const UPSTREAM_INIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many notifications about a not-yet-owned thread are kept while a `thread/start` or
 /// `thread/fork` is in flight.
 const MAX_HELD: usize = 4096;
@@ -100,6 +99,8 @@ pub(crate) struct HubConfig {
     pub upstream_init: Value,
     pub client_queue: usize,
     pub idle_timeout: Option<Duration>,
+    /// How long the app-server gets to answer the broker's `initialize`.
+    pub init_timeout: Duration,
     pub socket: PathBuf,
     pub codex: PathBuf,
     pub codex_home: PathBuf,
@@ -113,7 +114,7 @@ enum ClientState {
 }
 
 struct ClientConn {
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<Outgoing>,
     pid: Option<i32>,
     connected: Instant,
     name: Option<String>,
@@ -465,7 +466,7 @@ impl Hub {
             reader: reader_task,
             writer: writer_task,
             ready: false,
-            init_deadline: Some(crate::transport::deadline(UPSTREAM_INIT_TIMEOUT)),
+            init_deadline: Some(crate::transport::deadline(self.cfg.init_timeout)),
         });
         Ok(())
     }
@@ -488,7 +489,8 @@ impl Hub {
             up.abort();
             self.on_upstream_closed(CloseReason::Failed {
                 message: format!(
-                    "codex app-server did not answer initialize within {UPSTREAM_INIT_TIMEOUT:?}"
+                    "codex app-server did not answer initialize within {:?}",
+                    self.cfg.init_timeout
                 ),
                 source: None,
             });
@@ -514,7 +516,12 @@ impl Hub {
     // ----- clients -----------------------------------------------------------------------
 
     /// A new client connection.
-    pub(crate) fn add_client(&mut self, id: ClientId, tx: mpsc::Sender<String>, pid: Option<i32>) {
+    pub(crate) fn add_client(
+        &mut self,
+        id: ClientId,
+        tx: mpsc::Sender<Outgoing>,
+        pid: Option<i32>,
+    ) {
         tracing::debug!(client = id, ?pid, "client connected");
         self.clients.insert(
             id,
@@ -536,10 +543,15 @@ impl Hub {
 
     /// Queues `text` for `client`.
     fn send(&mut self, client: ClientId, text: String) {
+        self.send_out(client, Outgoing::Line(text));
+    }
+
+    /// Queues `out` for `client`.
+    fn send_out(&mut self, client: ClientId, out: Outgoing) {
         let Some(conn) = self.clients.get(&client) else {
             return;
         };
-        match conn.tx.try_send(text) {
+        match conn.tx.try_send(out) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(
@@ -1280,7 +1292,7 @@ impl Hub {
             Some(thread) => match self.owners.get(&thread).map(|o| o.client) {
                 Some(owner) => {
                     if self.wants(owner, &method) {
-                        self.send(owner, text);
+                        self.send_out(owner, Outgoing::notification(text, &method, params));
                     }
                 }
                 None if self.creating > 0 => {

@@ -106,6 +106,7 @@ use crate::transport::Transport;
 mod client;
 mod error;
 mod hub;
+mod outbox;
 mod paths;
 mod server;
 
@@ -184,6 +185,11 @@ pub struct BrokerOptions {
     /// The `initialize` params the broker sends to the app-server (default: client
     /// `codex-bridge-broker` with `experimentalApi`).
     pub upstream_init: InitializeParams,
+    /// How long the app-server gets to answer the broker's `initialize` (default
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`](crate::connection::DEFAULT_HANDSHAKE_TIMEOUT)); past it,
+    /// the app-server is killed and the clients waiting for it get
+    /// [`codes::APP_SERVER_UNAVAILABLE`]-style failures.
+    pub upstream_init_timeout: Duration,
     /// How many messages may wait for one slow client before it is disconnected (default
     /// 8192).
     pub client_queue: usize,
@@ -204,6 +210,7 @@ impl fmt::Debug for BrokerOptions {
             .field("start_timeout", &self.start_timeout)
             .field("client_info", &self.client_info)
             .field("upstream_init", &self.upstream_init)
+            .field("upstream_init_timeout", &self.upstream_init_timeout)
             .field("client_queue", &self.client_queue)
             .field("launcher", &self.launcher.as_ref().map(|_| "custom"))
             .finish_non_exhaustive()
@@ -229,6 +236,7 @@ impl Default for BrokerOptions {
             client_info: InitializeParams::new("codex-bridge", env!("CARGO_PKG_VERSION")),
             connection: ConnectionOptions::default(),
             upstream_init,
+            upstream_init_timeout: crate::connection::DEFAULT_HANDSHAKE_TIMEOUT,
             client_queue: 8192,
             launcher: None,
         }
@@ -309,6 +317,12 @@ impl BrokerOptions {
     /// Sets the `initialize` params the broker sends upstream.
     pub fn upstream_init(mut self, params: InitializeParams) -> Self {
         self.upstream_init = params;
+        self
+    }
+
+    /// Sets how long the app-server gets to answer the broker's `initialize`.
+    pub fn upstream_init_timeout(mut self, timeout: Duration) -> Self {
+        self.upstream_init_timeout = timeout;
         self
     }
 

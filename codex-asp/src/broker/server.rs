@@ -14,10 +14,11 @@ use tokio::time::Instant;
 
 use super::error::{Error, Result};
 use super::hub::{ClientId, Hub, HubConfig};
+use super::outbox::{Outbox, Outgoing};
 use super::paths::{self, BrokerPaths};
 use super::{BrokerOptions, Launcher};
 use crate::protocol::error_codes;
-use crate::transport::{Frame, TransportOptions, lines, stdio};
+use crate::transport::{Frame, FrameWrite, TransportOptions, lines, stdio};
 use codex_core::process::CodexCommand;
 
 /// How long the app-server gets to exit after its input closed, at shutdown.
@@ -162,6 +163,7 @@ impl Broker {
                 upstream_init,
                 client_queue: options.client_queue.max(16),
                 idle_timeout: options.idle_timeout,
+                init_timeout: options.upstream_init_timeout,
                 socket: paths.socket.clone(),
                 codex: paths.codex.clone(),
                 codex_home: paths.codex_home.clone(),
@@ -365,7 +367,7 @@ impl Broker {
         ev_tx: &mpsc::Sender<(ClientId, Frame)>,
         readers: &mut JoinSet<()>,
         writers: &mut JoinSet<()>,
-    ) -> Option<(mpsc::Sender<String>, Option<i32>, AbortHandle)> {
+    ) -> Option<(mpsc::Sender<Outgoing>, Option<i32>, AbortHandle)> {
         let cred = match stream.peer_cred() {
             Ok(cred) => cred,
             Err(e) => {
@@ -391,8 +393,8 @@ impl Broker {
             &TransportOptions::default(),
             format!("broker client #{id}"),
         );
-        let (mut reader, mut writer) = transport.into_halves();
-        let (tx, mut rx) = mpsc::channel::<String>(self.client_queue);
+        let (mut reader, writer) = transport.into_halves();
+        let (tx, rx) = mpsc::channel::<Outgoing>(self.client_queue);
         let ev_tx = ev_tx.clone();
         let handle = readers.spawn(async move {
             loop {
@@ -403,21 +405,74 @@ impl Broker {
                 }
             }
         });
-        writers.spawn(async move {
-            while let Some(text) = rx.recv().await {
-                if let Err(e) = writer.send(text).await {
-                    tracing::debug!(
-                        client = id,
-                        "writing to a client failed: {}",
-                        codex_core::ErrorChain(&e)
-                    );
-                    return;
-                }
-            }
-            let _ = writer.close().await;
-        });
+        writers.spawn(write_client(id, writer, rx, Outbox::new(self.client_queue)));
         Some((tx, cred.pid(), handle))
     }
+}
+
+/// Writes what the hub queues for client `id`, taking it off the hub's channel as soon as it
+/// arrives (the backlog waits in `outbox`, where deltas merge); closes the client when the
+/// backlog overflows.
+async fn write_client(
+    id: ClientId,
+    mut writer: Box<dyn FrameWrite>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    mut outbox: Outbox,
+) {
+    let mut open = true;
+    let overflow = |outbox: &Outbox| {
+        tracing::warn!(
+            client = id,
+            merged = outbox.merged(),
+            "client does not read fast enough; disconnecting it"
+        );
+    };
+    loop {
+        if outbox.is_empty() {
+            match rx.recv().await {
+                Some(out) => {
+                    if !outbox.push(out) {
+                        return overflow(&outbox);
+                    }
+                }
+                None => break,
+            }
+        }
+        let Some(line) = outbox.pop() else { continue };
+        let send = writer.send(line);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                biased;
+                sent = &mut send => {
+                    if let Err(e) = sent {
+                        tracing::debug!(client = id, "writing to a client failed: {}", codex_core::ErrorChain(&e));
+                        return;
+                    }
+                    break;
+                }
+                out = rx.recv(), if open => match out {
+                    Some(out) => {
+                        if !outbox.push(out) {
+                            return overflow(&outbox);
+                        }
+                    }
+                    None => open = false,
+                },
+            }
+        }
+        if !open && outbox.is_empty() {
+            break;
+        }
+    }
+    if outbox.merged() > 0 {
+        tracing::debug!(
+            client = id,
+            merged = outbox.merged(),
+            "merged deltas for a slow client"
+        );
+    }
+    let _ = writer.close().await;
 }
 
 /// The line sent to a peer of another user before closing.

@@ -257,7 +257,6 @@ impl Driver {
                             SubEntry {
                                 filter,
                                 tx: parts.tx,
-                                missed: parts.missed,
                             },
                         );
                         subscribed = true;
@@ -322,12 +321,13 @@ impl Driver {
     /// Delivers an event to every matching subscriber, without waiting for any.
     fn dispatch(&self, event: Event) {
         let lagged = &self.shared.counters.lagged;
+        let coalesced = &self.shared.counters.coalesced;
         let mut st = self.shared.lock();
         st.subs.retain(|_, sub| {
             if !sub.filter.matches(&event) {
                 return true;
             }
-            sub.deliver(event.clone(), lagged)
+            sub.deliver(event.clone(), lagged, coalesced)
         });
     }
 }

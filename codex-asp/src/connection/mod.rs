@@ -14,7 +14,9 @@
 //!   exactly once, declined if the handler fails;
 //! - delivers notifications, in order, to [`Subscription`]s: everything, one thread, or one
 //!   turn. Queues are bounded; a subscriber that falls behind gets [`Event::Lagged`] instead
-//!   of silently missing events, and never slows the connection down;
+//!   of silently missing events, and never slows the connection down. A subscription with
+//!   [`Overflow::CoalesceDeltas`] (the turn a client drives) merges text deltas instead, so
+//!   that a burst does not cost a reader that keeps up on average anything;
 //! - skips frames that are not JSON-RPC messages ([`Event::Garbage`] on [`Filter::All`]
 //!   subscriptions, [`ConnectionStats::garbage_frames`], a tracing warning);
 //! - when the app-server exits or the socket closes, fails every pending request and ends
@@ -23,7 +25,9 @@
 //!
 //! Requests sent before the `initialize` handshake are refused by codex with -32600
 //! "Not initialized"; [`Connection::connect`] performs the handshake (`initialize`, then the
-//! `initialized` notification) and returns the server's answer.
+//! `initialized` notification) and returns the server's answer. The handshake is bounded by
+//! [`ConnectionOptions::handshake_timeout`]: a server that never answers gives
+//! [`Error::HandshakeTimeout`], and the connection is closed (a launched app-server killed).
 //!
 //! ```no_run
 //! # async fn demo() -> codex_asp::Result<()> {
@@ -68,6 +72,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -80,12 +85,17 @@ use crate::transport::{DEFAULT_MAX_MESSAGE_BYTES, ProcessHandle, Transport};
 
 mod driver;
 pub(crate) mod message;
-mod subscription;
+pub(crate) mod subscription;
 
-pub use subscription::{Event, Filter, Notification, Subscription};
+pub use subscription::{
+    COALESCED_METHODS, Event, Filter, MAX_COALESCED_BYTES, Notification, Overflow, Subscription,
+};
 
 use message::RpcError;
-use subscription::SubEntry;
+use subscription::{QueueSender, SubEntry};
+
+/// The default [`ConnectionOptions::handshake_timeout`]: 30 s.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Options of a [`Connection`].
 #[derive(Clone)]
@@ -100,6 +110,9 @@ pub struct ConnectionOptions {
     pub max_message_bytes: usize,
     /// Who answers approvals and other server requests (default [`DeclineAll`]).
     pub approval_handler: Arc<dyn ApprovalHandler>,
+    /// How long [`Connection::initialize`] waits for the server's answer (default
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`]).
+    pub handshake_timeout: Duration,
 }
 
 impl fmt::Debug for ConnectionOptions {
@@ -108,6 +121,7 @@ impl fmt::Debug for ConnectionOptions {
             .field("outbound_queue", &self.outbound_queue)
             .field("subscription_capacity", &self.subscription_capacity)
             .field("max_message_bytes", &self.max_message_bytes)
+            .field("handshake_timeout", &self.handshake_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +133,7 @@ impl Default for ConnectionOptions {
             subscription_capacity: 1024,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             approval_handler: Arc::new(DeclineAll),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -147,6 +162,12 @@ impl ConnectionOptions {
         self.max_message_bytes = bytes.max(1024);
         self
     }
+
+    /// Sets how long the `initialize` handshake may take.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
 }
 
 /// Counters of a connection, for diagnostics and tests.
@@ -167,6 +188,9 @@ pub struct ConnectionStats {
     pub unmatched_responses: u64,
     /// Events dropped for subscribers that fell behind.
     pub lagged_events: u64,
+    /// Text deltas merged into queued ones for [`Overflow::CoalesceDeltas`] subscribers that
+    /// fell behind.
+    pub coalesced_events: u64,
 }
 
 /// An outgoing frame; `id` is the request's, so a send failure can fail just that request.
@@ -192,8 +216,7 @@ pub(crate) struct Pending {
 /// A subscription prepared before its request, registered when the answer arrives.
 pub(crate) struct SubEntryParts {
     id: u64,
-    tx: mpsc::Sender<subscription::Delivery>,
-    missed: Arc<AtomicU64>,
+    tx: QueueSender,
 }
 
 #[derive(Default)]
@@ -202,6 +225,7 @@ pub(crate) struct Counters {
     garbage: AtomicU64,
     unmatched: AtomicU64,
     lagged: AtomicU64,
+    coalesced: AtomicU64,
 }
 
 pub(crate) struct State {
@@ -246,6 +270,7 @@ struct Inner {
     process: Option<ProcessHandle>,
     label: String,
     max_message_bytes: usize,
+    handshake_timeout: Duration,
 }
 
 /// A JSON-RPC connection to one `codex app-server`. Cheap to clone; the connection closes
@@ -358,6 +383,7 @@ impl Connection {
                 process,
                 label,
                 max_message_bytes: options.max_message_bytes.max(1024),
+                handshake_timeout: options.handshake_timeout,
             }),
         }
     }
@@ -374,11 +400,45 @@ impl Connection {
         Ok((conn, response))
     }
 
-    /// Performs the handshake on a new connection (see [`Connection::connect`]).
+    /// Performs the handshake on a new connection (see [`Connection::connect`]), within the
+    /// connection's [`ConnectionOptions::handshake_timeout`].
+    ///
+    /// A server that does not answer in time gives [`Error::HandshakeTimeout`]; the
+    /// connection is then closed and an app-server its transport launched is killed.
     pub async fn initialize(&self, params: &InitializeParams) -> Result<InitializeResponse> {
-        let response = self.request::<Initialize>(params.clone()).await?;
-        self.notify_raw("initialized", Value::Null).await?;
-        Ok(response)
+        let after = self.inner.handshake_timeout;
+        let handshake = async {
+            let response = self.request::<Initialize>(params.clone()).await?;
+            self.notify_raw("initialized", Value::Null).await?;
+            Ok(response)
+        };
+        match tokio::time::timeout_at(crate::transport::deadline(after), handshake).await {
+            Ok(result) => result,
+            Err(_) => {
+                let error = Error::HandshakeTimeout {
+                    endpoint: self.inner.label.clone(),
+                    program: self
+                        .inner
+                        .process
+                        .as_ref()
+                        .and_then(|p| p.program().cloned()),
+                    after,
+                };
+                tracing::warn!("{error}; closing the connection");
+                self.abort();
+                Err(error)
+            }
+        }
+    }
+
+    /// Closes the connection at once, killing an app-server its transport launched.
+    fn abort(&self) {
+        if let Some(process) = &self.inner.process {
+            process.kill();
+        }
+        let _ = self.inner.ctl_tx.send(driver::Control::Close {
+            grace: Duration::ZERO,
+        });
     }
 
     /// The transport's label (`stdio`, the URL, ...).
@@ -398,7 +458,7 @@ impl Connection {
     ///
     /// Dropping the future forgets the request (its answer, if any, is discarded).
     pub async fn request_raw(&self, method: &str, params: Value) -> Result<Value> {
-        let (outbound, call) = self.prepare(method, &params, None)?;
+        let (outbound, call) = self.prepare(method, &params, None, Overflow::Lag)?;
         self.enqueue(outbound).await?;
         call.finish().await.map(|(value, _)| value)
     }
@@ -413,7 +473,21 @@ impl Connection {
         params: Value,
         filter_for: impl FnOnce(&Value) -> Option<Filter> + Send + 'static,
     ) -> Result<(Value, Option<Subscription>)> {
-        let (outbound, call) = self.prepare(method, &params, Some(Box::new(filter_for)))?;
+        self.request_raw_subscribed_with(method, params, filter_for, Overflow::Lag)
+            .await
+    }
+
+    /// [`Connection::request_raw_subscribed`] with the subscription's [`Overflow`] policy
+    /// (e.g. [`Overflow::CoalesceDeltas`] for the events of a turn this client drives).
+    pub async fn request_raw_subscribed_with(
+        &self,
+        method: &str,
+        params: Value,
+        filter_for: impl FnOnce(&Value) -> Option<Filter> + Send + 'static,
+        overflow: Overflow,
+    ) -> Result<(Value, Option<Subscription>)> {
+        let (outbound, call) =
+            self.prepare(method, &params, Some(Box::new(filter_for)), overflow)?;
         self.enqueue(outbound).await?;
         call.finish().await
     }
@@ -461,16 +535,20 @@ impl Connection {
 
     /// Subscribes to events matching `filter`, from now on.
     pub fn subscribe(&self, filter: Filter) -> Subscription {
+        self.subscribe_with(filter, Overflow::Lag)
+    }
+
+    /// Subscribes to events matching `filter`, from now on, with an [`Overflow`] policy.
+    pub fn subscribe_with(&self, filter: Filter, overflow: Overflow) -> Subscription {
         let shared = &self.inner.shared;
         let mut st = shared.lock();
-        let (parts, sub) = new_subscription(shared, &mut st);
+        let (parts, sub) = new_subscription(shared, &mut st, overflow);
         if st.closed.is_none() {
             st.subs.insert(
                 parts.id,
                 SubEntry {
                     filter,
                     tx: parts.tx,
-                    missed: parts.missed,
                 },
             );
         }
@@ -531,6 +609,7 @@ impl Connection {
             garbage_frames: shared.counters.garbage.load(Ordering::Relaxed),
             unmatched_responses: shared.counters.unmatched.load(Ordering::Relaxed),
             lagged_events: shared.counters.lagged.load(Ordering::Relaxed),
+            coalesced_events: shared.counters.coalesced.load(Ordering::Relaxed),
         }
     }
 
@@ -540,6 +619,7 @@ impl Connection {
         method: &str,
         params: &Value,
         subscribe: Option<FilterFn>,
+        overflow: Overflow,
     ) -> Result<(Outbound, PendingCall)> {
         let shared = &self.inner.shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -555,7 +635,7 @@ impl Connection {
         }
         let (subscribe, sub) = match subscribe {
             Some(filter_for) => {
-                let (parts, sub) = new_subscription(shared, &mut st);
+                let (parts, sub) = new_subscription(shared, &mut st, overflow);
                 (Some((filter_for, parts)), Some(sub))
             }
             None => (None, None),
@@ -603,21 +683,19 @@ impl Connection {
     }
 }
 
-fn new_subscription(shared: &Arc<Shared>, st: &mut State) -> (SubEntryParts, Subscription) {
-    let (tx, rx) = mpsc::channel(shared.sub_capacity);
-    let missed = Arc::new(AtomicU64::new(0));
+fn new_subscription(
+    shared: &Arc<Shared>,
+    st: &mut State,
+    overflow: Overflow,
+) -> (SubEntryParts, Subscription) {
+    let (tx, queue) = subscription::queue(shared.sub_capacity, overflow);
     let id = st.next_sub;
     st.next_sub += 1;
     (
-        SubEntryParts {
-            id,
-            tx,
-            missed: missed.clone(),
-        },
+        SubEntryParts { id, tx },
         Subscription {
             id,
-            rx,
-            missed,
+            queue,
             shared: shared.clone(),
             held: None,
             ended: false,

@@ -1,14 +1,14 @@
 //! Subscriptions: ordered, bounded streams of what the server sends, filtered by thread or
-//! turn, with explicit lag reports.
+//! turn, with explicit lag reports, and (on request) text deltas merged instead of dropped.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker, ready};
 
-use serde_json::Value;
-use tokio::sync::mpsc;
+use serde_json::{Map, Value};
 
 use super::Shared;
 use crate::approval::ServerRequestCtx;
@@ -172,35 +172,305 @@ impl Filter {
     }
 }
 
-/// One queued event, with the number of events dropped just before it.
-pub(crate) struct Delivery {
-    pub missed_before: u64,
-    pub event: Event,
+/// How a [`Subscription`] copes with a burst it cannot queue (its queue holds
+/// [`ConnectionOptions::subscription_capacity`](crate::ConnectionOptions::subscription_capacity)
+/// events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Drop what does not fit and report [`Event::Lagged`] (the default).
+    #[default]
+    Lag,
+    /// Lossless for a subscriber that keeps up on average. Once the queue is full, a text
+    /// delta (one of [`COALESCED_METHODS`]) is appended to a recently queued delta of the
+    /// same stream (same method, same params but `delta`) when nothing but other deltas was
+    /// queued after it: the subscriber receives all the text, in order, in fewer
+    /// notifications.
+    /// Any other event still gets a place, up to a second queue's worth. Only past that, or
+    /// past [`MAX_COALESCED_BYTES`] of merged text, are events dropped and reported as
+    /// [`Event::Lagged`].
+    CoalesceDeltas,
+}
+
+/// The notifications [`Overflow::CoalesceDeltas`] merges: text deltas whose `delta` strings
+/// concatenate.
+pub const COALESCED_METHODS: &[&str] = &[
+    "item/agentMessage/delta",
+    "item/reasoning/summaryTextDelta",
+    "item/reasoning/textDelta",
+    "item/commandExecution/outputDelta",
+    "item/fileChange/outputDelta",
+    "item/plan/delta",
+];
+
+/// The most merged delta text an [`Overflow::CoalesceDeltas`] subscription holds: 64 MiB.
+pub const MAX_COALESCED_BYTES: usize = 64 * 1024 * 1024;
+
+/// How many queued slots a delta looks back over for one of its stream (deltas of other
+/// streams in between), so that merging costs O(1).
+pub(crate) const MERGE_LOOKBACK: usize = 8;
+
+/// What a queue slot holds.
+enum Slot {
+    /// An event as it arrived.
+    Event(Event),
+    /// Deltas of one stream merged: the first one's params (with an empty `delta`) and the
+    /// concatenated text.
+    Merged {
+        method: String,
+        params: Map<String, Value>,
+        text: String,
+    },
+}
+
+impl Slot {
+    fn into_event(self) -> Event {
+        match self {
+            Slot::Event(event) => event,
+            Slot::Merged {
+                method,
+                mut params,
+                text,
+            } => {
+                params.insert("delta".into(), Value::String(text));
+                Event::Notification(Arc::new(Notification::new(method, Value::Object(params))))
+            }
+        }
+    }
+}
+
+/// One queued slot, with the number of events dropped just before it.
+struct Queued {
+    missed_before: u64,
+    slot: Slot,
+}
+
+struct QueueState {
+    items: VecDeque<Queued>,
+    /// Events dropped after the last queued slot, not reported yet.
+    missed: u64,
+    /// Text bytes held in merged slots.
+    merged_bytes: usize,
+    sender_gone: bool,
+    receiver_gone: bool,
+    waker: Option<Waker>,
+}
+
+/// The queue between the connection's task and one subscriber.
+pub(crate) struct Queue {
+    state: Mutex<QueueState>,
+    capacity: usize,
+    overflow: Overflow,
+}
+
+/// What the subscriber takes from its queue.
+enum Popped {
+    Item(Queued),
+    Lagged(u64),
+    Closed,
+}
+
+/// The text delta of a notification [`Overflow::CoalesceDeltas`] may merge.
+fn mergeable(event: &Event) -> Option<(&Notification, &Map<String, Value>, &str)> {
+    let Event::Notification(n) = event else {
+        return None;
+    };
+    if !COALESCED_METHODS.contains(&n.method()) {
+        return None;
+    }
+    let params = n.params().as_object()?;
+    let delta = params.get("delta")?.as_str()?;
+    Some((n, params, delta))
+}
+
+/// Whether two delta params belong to the same stream: equal but for `delta`.
+pub(crate) fn same_stream(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    a.len() == b.len() && a.iter().all(|(k, v)| k == "delta" || b.get(k) == Some(v))
+}
+
+impl Queue {
+    pub(crate) fn new(capacity: usize, overflow: Overflow) -> Queue {
+        Queue {
+            state: Mutex::new(QueueState {
+                items: VecDeque::new(),
+                missed: 0,
+                merged_bytes: 0,
+                sender_gone: false,
+                receiver_gone: false,
+                waker: None,
+            }),
+            capacity: capacity.max(1),
+            overflow,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `event` without waiting (merging or dropping it when the queue is full);
+    /// `false` when the subscriber is gone.
+    fn push(&self, event: Event, lagged: &AtomicU64, coalesced: &AtomicU64) -> bool {
+        let mut st = self.lock();
+        if st.receiver_gone {
+            return false;
+        }
+        let len = st.items.len();
+        let room = match self.overflow {
+            Overflow::Lag => len < self.capacity,
+            _ if len < self.capacity => true,
+            _ => {
+                if let Some((_, params, delta)) = mergeable(&event)
+                    && Self::merge(&mut st, params, delta)
+                {
+                    coalesced.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                len < self.capacity.saturating_mul(2)
+            }
+        };
+        if !room {
+            st.missed += 1;
+            lagged.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        let missed_before = std::mem::take(&mut st.missed);
+        st.items.push_back(Queued {
+            missed_before,
+            slot: Slot::Event(event),
+        });
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    /// Appends `delta` to a queued delta of the same stream with only deltas after it.
+    fn merge(st: &mut QueueState, params: &Map<String, Value>, delta: &str) -> bool {
+        if st.missed > 0 || st.merged_bytes.saturating_add(delta.len()) > MAX_COALESCED_BYTES {
+            // text must not jump over dropped events
+            return false;
+        }
+        let QueueState {
+            items,
+            merged_bytes,
+            ..
+        } = st;
+        for queued in items.iter_mut().rev().take(MERGE_LOOKBACK) {
+            let target = match &queued.slot {
+                Slot::Merged { params: p, .. } => same_stream(p, params),
+                Slot::Event(event) => match mergeable(event) {
+                    Some((_, p, _)) => same_stream(p, params),
+                    // never move text over another kind of event
+                    None => return false,
+                },
+            };
+            if !target {
+                continue;
+            }
+            if let Slot::Event(event) = &queued.slot
+                && let Some((n, p, first)) = mergeable(event)
+            {
+                if merged_bytes.saturating_add(first.len() + delta.len()) > MAX_COALESCED_BYTES {
+                    return false;
+                }
+                let mut p = p.clone();
+                let text = first.to_owned();
+                p.insert("delta".into(), Value::String(String::new()));
+                *merged_bytes += text.len();
+                queued.slot = Slot::Merged {
+                    method: n.method().to_owned(),
+                    params: p,
+                    text,
+                };
+            }
+            if let Slot::Merged { text, .. } = &mut queued.slot {
+                text.push_str(delta);
+                *merged_bytes += delta.len();
+                return true;
+            }
+            return false;
+        }
+        false
+    }
+
+    fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Popped> {
+        let mut st = self.lock();
+        if let Some(queued) = st.items.pop_front() {
+            if let Slot::Merged { text, .. } = &queued.slot {
+                st.merged_bytes = st.merged_bytes.saturating_sub(text.len());
+            }
+            return Poll::Ready(Popped::Item(queued));
+        }
+        if st.missed > 0 {
+            // everything queued was read: report what was dropped since now, not with the
+            // next event, which may never come (a dropped `turn/completed`)
+            return Poll::Ready(Popped::Lagged(std::mem::take(&mut st.missed)));
+        }
+        if st.sender_gone {
+            return Poll::Ready(Popped::Closed);
+        }
+        match &st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => st.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    fn receiver_gone(&self) -> bool {
+        self.lock().receiver_gone
+    }
+}
+
+/// The connection's end of a queue; dropping it ends the subscription (after what is
+/// queued).
+pub(crate) struct QueueSender {
+    queue: Arc<Queue>,
+}
+
+impl QueueSender {
+    /// Whether the subscriber is gone.
+    pub fn is_closed(&self) -> bool {
+        self.queue.receiver_gone()
+    }
+}
+
+impl Drop for QueueSender {
+    fn drop(&mut self) {
+        let waker = {
+            let mut st = self.queue.lock();
+            st.sender_gone = true;
+            st.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// A new queue: the connection's end and the subscriber's.
+pub(crate) fn queue(capacity: usize, overflow: Overflow) -> (QueueSender, Arc<Queue>) {
+    let queue = Arc::new(Queue::new(capacity, overflow));
+    (
+        QueueSender {
+            queue: queue.clone(),
+        },
+        queue,
+    )
 }
 
 /// The connection's side of a subscription.
 pub(crate) struct SubEntry {
     pub filter: Filter,
-    pub tx: mpsc::Sender<Delivery>,
-    pub missed: Arc<AtomicU64>,
+    pub tx: QueueSender,
 }
 
 impl SubEntry {
     /// Queues `event` without waiting; `false` when the subscriber is gone.
-    pub fn deliver(&self, event: Event, lagged_total: &AtomicU64) -> bool {
-        let missed = self.missed.swap(0, Ordering::AcqRel);
-        match self.tx.try_send(Delivery {
-            missed_before: missed,
-            event,
-        }) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.missed.fetch_add(missed + 1, Ordering::AcqRel);
-                lagged_total.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+    pub fn deliver(&self, event: Event, lagged: &AtomicU64, coalesced: &AtomicU64) -> bool {
+        self.tx.queue.push(event, lagged, coalesced)
     }
 }
 
@@ -208,15 +478,15 @@ impl SubEntry {
 ///
 /// Created by [`Connection::subscribe`](crate::Connection::subscribe). When the subscriber
 /// falls behind, the connection does not wait for it: it drops events for it and the
-/// subscriber receives [`Event::Lagged`] with their number, at the place they were dropped.
+/// subscriber receives [`Event::Lagged`] with their number, at the place they were dropped
+/// (with [`Overflow::CoalesceDeltas`], text deltas are merged first; see there).
 /// When the connection closes, the subscription yields the events still queued, then
 /// [`Error::Closed`] (with the exit status and stderr tail when the app-server exited).
 ///
 /// Also a [`futures::Stream`] of `Result<Event>` that ends after the error.
 pub struct Subscription {
     pub(crate) id: u64,
-    pub(crate) rx: mpsc::Receiver<Delivery>,
-    pub(crate) missed: Arc<AtomicU64>,
+    pub(crate) queue: Arc<Queue>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) held: Option<Event>,
     pub(crate) ended: bool,
@@ -226,6 +496,7 @@ impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
             .field("id", &self.id)
+            .field("overflow", &self.queue.overflow)
             .finish_non_exhaustive()
     }
 }
@@ -241,24 +512,12 @@ impl Subscription {
         if let Some(event) = self.held.take() {
             return Poll::Ready(Ok(event));
         }
-        let delivery = match self.rx.poll_recv(cx) {
-            Poll::Ready(delivery) => delivery,
-            Poll::Pending => {
-                // Everything queued was read: report what was dropped since now, not with
-                // the next event, which may never come (a dropped `turn/completed`).
-                let missed = self.missed.swap(0, Ordering::AcqRel);
-                return if missed > 0 {
-                    Poll::Ready(Ok(Event::Lagged(missed)))
-                } else {
-                    Poll::Pending
-                };
-            }
-        };
-        match delivery {
-            Some(Delivery {
+        match ready!(self.queue.poll_pop(cx)) {
+            Popped::Item(Queued {
                 missed_before,
-                event,
+                slot,
             }) => {
+                let event = slot.into_event();
                 if missed_before > 0 {
                     self.held = Some(event);
                     Poll::Ready(Ok(Event::Lagged(missed_before)))
@@ -266,14 +525,8 @@ impl Subscription {
                     Poll::Ready(Ok(event))
                 }
             }
-            None => {
-                let missed = self.missed.swap(0, Ordering::AcqRel);
-                if missed > 0 {
-                    Poll::Ready(Ok(Event::Lagged(missed)))
-                } else {
-                    Poll::Ready(Err(self.shared.closed_error()))
-                }
-            }
+            Popped::Lagged(missed) => Poll::Ready(Ok(Event::Lagged(missed))),
+            Popped::Closed => Poll::Ready(Err(self.shared.closed_error())),
         }
     }
 
@@ -285,6 +538,11 @@ impl Subscription {
                 return Ok(n);
             }
         }
+    }
+
+    /// How this subscription copes with bursts.
+    pub fn overflow(&self) -> Overflow {
+        self.queue.overflow
     }
 }
 
@@ -305,6 +563,12 @@ impl futures::Stream for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        {
+            let mut st = self.queue.lock();
+            st.receiver_gone = true;
+            st.items.clear();
+            st.merged_bytes = 0;
+        }
         self.shared.lock().subs.remove(&self.id);
     }
 }

@@ -46,6 +46,7 @@ pub struct ProcessExit {
 #[derive(Clone)]
 pub struct ProcessHandle {
     pid: Option<u32>,
+    program: Option<std::path::PathBuf>,
     kill_tx: mpsc::UnboundedSender<()>,
     exit: watch::Receiver<Option<ProcessExit>>,
     tail: StderrTail,
@@ -55,6 +56,7 @@ impl fmt::Debug for ProcessHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessHandle")
             .field("pid", &self.pid)
+            .field("program", &self.program)
             .field("exit", &*self.exit.borrow())
             .finish_non_exhaustive()
     }
@@ -64,6 +66,11 @@ impl ProcessHandle {
     /// The process id (also its process group id).
     pub fn pid(&self) -> Option<u32> {
         self.pid
+    }
+
+    /// The program that was launched.
+    pub fn program(&self) -> Option<&std::path::PathBuf> {
+        self.program.as_ref()
     }
 
     /// Kills the whole process tree (SIGKILL; see [`codex_core::process`]); does not wait.
@@ -132,6 +139,7 @@ pub(crate) fn watch_process(
     let (owner_tx, owner_rx) = oneshot::channel();
     let handle = ProcessHandle {
         pid: process.pid(),
+        program: Some(process.program().to_owned()),
         kill_tx,
         exit: exit_rx.clone(),
         tail: process.stderr_tail(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use codex_agent::companion::connect::{
-    self, Connected, Interrupt, broker_binary, broker_status, interrupt_through_broker,
+    self, Connected, Interrupt, JobClock, broker_binary, broker_status, interrupt_through_broker,
 };
 use codex_agent::companion::jobspec::{
     BackendChoice, JobSpec, Stopped, detach_from_caller, start_worker, stop_worker,
@@ -126,10 +126,22 @@ fn note(line: &str) {
     errln!("[codex-companion] {line}");
 }
 
-async fn codex() -> Result<CodexBinary> {
-    CodexBinary::discover_cached()
-        .await
+/// The codex to run, found within the job's time.
+async fn codex(clock: &JobClock) -> Result<CodexBinary> {
+    clock
+        .bound("probing codex", CodexBinary::discover_cached())
+        .await?
         .map_err(|e| anyhow!(codex_agent::Error::from(e)))
+}
+
+/// What is left of the job's time for its turn, marking the job failed when start-up used
+/// it all.
+fn turn_time(store: &JobStore, job_id: &str, clock: &JobClock) -> Result<Duration> {
+    clock.turn_time("starting the turn").map_err(|e| {
+        let err = anyhow!(e);
+        fail_job(store, job_id, &err);
+        err
+    })
 }
 
 /// Runs `fut`; SIGINT or SIGTERM call `on_signal` (which should make `fut` end soon, as
@@ -163,19 +175,19 @@ fn fail_job(store: &JobStore, id: &str, err: &anyhow::Error) {
     });
 }
 
-/// Connects for a job, marking it failed when that is impossible.
+/// Connects for a job within its time, marking it failed when that is impossible.
 async fn connect_for(
     store: &JobStore,
     job_id: &str,
     codex: &CodexBinary,
     choice: BackendChoice,
-    timeout: Option<Duration>,
+    clock: JobClock,
     private_args: &[String],
 ) -> Result<Connected> {
     let connected = if private_args.is_empty() {
-        connect::connect(codex, choice, timeout).await
+        connect::connect(codex, choice, clock).await
     } else {
-        connect::connect_private(codex, timeout, private_args).await
+        connect::connect_private(codex, clock, private_args).await
     };
     match connected {
         Ok(c) => {
@@ -279,14 +291,17 @@ async fn task(ctx: &Ctx, args: TaskArgs) -> Result<ExitCode> {
         return start_background(ctx, &store, &job, request);
     }
     note(&format!("job {}", job.id));
-    let codex = match codex().await {
+    // --timeout covers the whole job: finding codex, connecting, the turn
+    let clock = JobClock::start(timeout);
+    let codex = match codex(&clock).await {
         Ok(c) => c,
         Err(e) => {
             fail_job(&store, &job.id, &e);
             return Err(e);
         }
     };
-    let connected = connect_for(&store, &job.id, &codex, ctx.choice, Some(timeout), &[]).await?;
+    let connected = connect_for(&store, &job.id, &codex, ctx.choice, clock, &[]).await?;
+    let request = request.timeout(turn_time(&store, &job.id, &clock)?);
     let delegate = connected.delegate(&codex, Some(progress()));
     let outcome = run_job(&delegate, &job.id, request).await?;
     Ok(finish_turn(ctx, &store, &job.id, outcome, |v| {
@@ -456,7 +471,9 @@ async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
             return Err(err);
         }
     };
-    let codex = match codex().await {
+    // the job's timeout covers its start-up: a worker never waits on codex for longer
+    let clock = JobClock::start(spec.request.get_timeout().unwrap_or(DEFAULT_TIMEOUT));
+    let codex = match codex(&clock).await {
         Ok(c) => c,
         Err(e) => {
             fail_job(&store, &id, &e);
@@ -464,8 +481,12 @@ async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
             return Err(e);
         }
     };
-    let connected = match connect_for(&store, &id, &codex, spec.backend, None, &[]).await {
-        Ok(c) => c,
+    let started = match connect_for(&store, &id, &codex, spec.backend, clock, &[]).await {
+        Ok(c) => turn_time(&store, &id, &clock).map(|left| (c, left)),
+        Err(e) => Err(e),
+    };
+    let (connected, left) = match started {
+        Ok(started) => started,
         Err(e) => {
             JobSpec::remove(&store, &id);
             return Err(e);
@@ -476,7 +497,7 @@ async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
         connected.kind()
     );
     let delegate = connected.delegate(&codex, None);
-    let outcome = run_job(&delegate, &id, spec.request).await;
+    let outcome = run_job(&delegate, &id, spec.request.timeout(left)).await;
     JobSpec::remove(&store, &id);
     match outcome? {
         Ok(v) => {
@@ -526,7 +547,9 @@ async fn review(ctx: &Ctx, args: ReviewArgs) -> Result<ExitCode> {
         ))
         .map_err(CompanionError::from)?;
     note(&format!("job {}: review of {}", job.id, scope.describe()));
-    let codex = match codex().await {
+    // --timeout covers the whole job; the review gets what start-up leaves
+    let clock = JobClock::start(timeout);
+    let codex = match codex(&clock).await {
         Ok(c) => c,
         Err(e) => {
             fail_job(&store, &job.id, &e);
@@ -544,15 +567,7 @@ async fn review(ctx: &Ctx, args: ReviewArgs) -> Result<ExitCode> {
         }
         None => Vec::new(),
     };
-    let connected = connect_for(
-        &store,
-        &job.id,
-        &codex,
-        ctx.choice,
-        Some(timeout),
-        &private_args,
-    )
-    .await?;
+    let connected = connect_for(&store, &job.id, &codex, ctx.choice, clock, &private_args).await?;
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let outcome = with_signals(
@@ -629,14 +644,17 @@ async fn adversarial_review(ctx: &Ctx, args: AdversarialArgs) -> Result<ExitCode
         .create(NewJob::new(JobKind::AdversarialReview, &title, false))
         .map_err(CompanionError::from)?;
     note(&format!("job {}: {title}", job.id));
-    let codex = match codex().await {
+    // --timeout covers the whole job: finding codex, connecting, the turn
+    let clock = JobClock::start(timeout);
+    let codex = match codex(&clock).await {
         Ok(c) => c,
         Err(e) => {
             fail_job(&store, &job.id, &e);
             return Err(e);
         }
     };
-    let connected = connect_for(&store, &job.id, &codex, ctx.choice, Some(timeout), &[]).await?;
+    let connected = connect_for(&store, &job.id, &codex, ctx.choice, clock, &[]).await?;
+    let request = request.timeout(turn_time(&store, &job.id, &clock)?);
     let delegate = connected.delegate(&codex, Some(progress()));
     let outcome = run_job(&delegate, &job.id, request).await?;
     Ok(finish_turn(ctx, &store, &job.id, outcome, |v| {
