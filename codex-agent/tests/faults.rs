@@ -13,7 +13,7 @@
 //! | deep JSON | one line nesting 100 000 arrays | the same, no stack overflow |
 //! | invalid UTF-8 | bare invalid bytes, and a JSON line with invalid bytes in a string | the same |
 //! | exit mid-stream | half a line, a message on stderr, exit 7 | `ProcessExited` (exit code 7) with the stderr tail |
-//! | SIGSEGV | dies of SIGSEGV mid-turn | `ProcessExited` naming signal 11 |
+//! | SIGSEGV | dies of SIGSEGV mid-turn | `ProcessExited` naming the signal (`signal 11, SIGSEGV`) |
 //! | stdout closed | closes its stdout mid-turn and keeps running | the run ends (no timeout set), the process tree is killed |
 //! | no answer | exec: prints nothing, never exits; app-server: never answers `initialize` | a typed timeout within the configured deadline |
 //! | hanging probe | `--version` (or `exec --help`) never returns | a typed probe timeout |
@@ -377,7 +377,10 @@ fn check_core(
                     status: ExitSummary::Signal(11),
                     ..
                 },
-            ) => assert!(err.to_string().contains("signal 11"), "{ctx}: {err}"),
+            ) => assert!(
+                err.to_string().contains("signal 11, SIGSEGV"),
+                "{ctx}: {err}"
+            ),
             other => panic!("{ctx}: expected ProcessExited (signal 11), got {other:?}"),
         },
         StdoutClosed => match outcome {
@@ -413,14 +416,14 @@ fn check_delegate(entry: &str, fault: Fault, outcome: codex_agent::Result<Verifi
     };
     match fault {
         HugeLine | DeepJson | BadUtf8 => {
-            let verified =
-                outcome.unwrap_or_else(|e| panic!("{ctx}: the turn must survive: {e}"));
+            let verified = outcome.unwrap_or_else(|e| panic!("{ctx}: the turn must survive: {e}"));
             assert_eq!(verified.final_message(), Some(AFTER_THE_FAULT), "{ctx}");
         }
         ExitMidStream | Segv | StdoutClosed => {
             let err = outcome.expect_err(&ctx);
-            let status = source_status(&err)
-                .unwrap_or_else(|| panic!("{ctx}: expected a turn ended by codex's exit, got {err:?}"));
+            let status = source_status(&err).unwrap_or_else(|| {
+                panic!("{ctx}: expected a turn ended by codex's exit, got {err:?}")
+            });
             match fault {
                 ExitMidStream => {
                     assert_eq!(status, ExitSummary::Code(7), "{ctx}: {err}");
@@ -430,7 +433,7 @@ fn check_delegate(entry: &str, fault: Fault, outcome: codex_agent::Result<Verifi
                 Segv => {
                     assert_eq!(status, ExitSummary::Signal(11), "{ctx}: {err}");
                     let chain = codex_core::error_chain(&err);
-                    assert!(chain.contains("signal 11"), "{ctx}: {chain}");
+                    assert!(chain.contains("signal 11, SIGSEGV"), "{ctx}: {chain}");
                 }
                 _ => {}
             }
@@ -484,13 +487,17 @@ async fn exec_case(fault: Fault) {
         check_core("exec", fault, &events, outcome);
         if fault.survivable() {
             assert!(
-                events.iter().any(|e| matches!(e, Event::Undecodable { .. })),
+                events
+                    .iter()
+                    .any(|e| matches!(e, Event::Undecodable { .. })),
                 "exec / {fault:?}: no undecodable event: {events:#?}"
             );
         }
         if fault == HugeLine {
             assert!(
-                events.iter().any(|e| matches!(e, Event::Undecodable { reason, .. } if reason.contains("exceeds"))),
+                events.iter().any(
+                    |e| matches!(e, Event::Undecodable { reason, .. } if reason.contains("exceeds"))
+                ),
                 "{events:#?}"
             );
             // the line is skipped while it streams by: at most the 16 MiB bound is buffered
@@ -506,14 +513,16 @@ async fn exec_case(fault: Fault) {
 
 async fn asp_backend(fake: &Fake) -> Option<AspBackend> {
     let binary = fake.probe().await?;
-    let result = AspBackend::spawn(binary, AspBackendOptions::default()).await;
+    let options = AspBackendOptions::default().handshake_timeout(NO_ANSWER_TIMEOUT);
+    let result = AspBackend::spawn(binary, options).await;
     if fake.fault == NoAnswer {
         let err = result.expect_err("an app-server that never answers initialize");
-        let debug = format!("{err:?}");
-        assert!(
-            debug.contains("HandshakeTimeout"),
-            "asp / NoAnswer: expected a handshake timeout, got {debug}"
-        );
+        match codex_asp::backend::asp_error(&err) {
+            Some(codex_asp::Error::HandshakeTimeout { after, .. }) => {
+                assert_eq!(*after, NO_ANSWER_TIMEOUT, "asp / NoAnswer: {err}");
+            }
+            _ => panic!("asp / NoAnswer: expected a handshake timeout, got {err:?}"),
+        }
         return None;
     }
     Some(result.unwrap_or_else(|e| panic!("asp / {:?}: spawn: {e}", fake.fault)))
@@ -584,7 +593,12 @@ async fn delegate_case(fault: Fault, kind: BackendKind) {
             return;
         };
         let backend: Arc<dyn Backend> = match kind {
-            BackendKind::Exec => Arc::new(CliBackend::builder().binary(binary.clone()).build().expect("build")),
+            BackendKind::Exec => Arc::new(
+                CliBackend::builder()
+                    .binary(binary.clone())
+                    .build()
+                    .expect("build"),
+            ),
             _ => Arc::new(
                 AspBackend::spawn(binary.clone(), AspBackendOptions::default())
                     .await
@@ -744,7 +758,10 @@ impl Companion {
         }
         args.push("inject a fault");
         let started = Instant::now();
-        let out = finish(self.command(&args).spawn().map_err(|e| e.to_string())?, &ctx)?;
+        let out = finish(
+            self.command(&args).spawn().map_err(|e| e.to_string())?,
+            &ctx,
+        )?;
         let doc: Value = serde_json::from_str(&out.stdout)
             .map_err(|e| format!("{ctx}: stdout is not JSON ({e}):\n{out}"))?;
         let job_id = match doc["job_id"].as_str() {
@@ -774,9 +791,10 @@ impl Companion {
             let kind = doc["error_kind"].as_str().unwrap_or_default();
             let wanted = match fault {
                 ExitMidStream => error.contains("exit code 7"),
-                Segv => error.contains("signal 11"),
+                Segv => error.contains("signal 11, SIGSEGV"),
                 StdoutClosed => kind == "turn_incomplete",
-                NoAnswer => kind == "timeout",
+                // the job's timeout bounds the handshake too
+                NoAnswer => error.contains("did not answer initialize"),
                 HangingVersion | HangingHelp => error.contains("did not finish"),
                 _ => true,
             };
@@ -799,10 +817,7 @@ impl Companion {
         };
         let ok = if fault.survivable() {
             job.status == JobStatus::Completed
-                && job
-                    .result
-                    .as_ref()
-                    .and_then(|r| r.final_message.as_deref())
+                && job.result.as_ref().and_then(|r| r.final_message.as_deref())
                     == Some(AFTER_THE_FAULT)
         } else {
             job.status == JobStatus::Failed && job.error.as_deref().is_some_and(|e| !e.is_empty())
@@ -826,7 +841,8 @@ impl Companion {
             self.shutdown_broker();
         }
         // nothing of the run survives it
-        self.fake.assert_no_process_left_blocking(&format!("companion/{way:?}"))?;
+        self.fake
+            .assert_no_process_left_blocking(&format!("companion/{way:?}"))?;
         Ok(())
     }
 }
@@ -874,7 +890,9 @@ fn finish(child: Child, ctx: &str) -> Result<Out, String> {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            Err(format!("{ctx}: the companion did not finish within {COMMAND:?}"))
+            Err(format!(
+                "{ctx}: the companion did not finish within {COMMAND:?}"
+            ))
         }
     }
 }

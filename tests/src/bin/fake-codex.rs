@@ -548,7 +548,8 @@ impl AppServer {
             _ => format!("fake: {}", prompt_of(params)),
         };
         let mut item = ids.clone();
-        item["item"] = json!({"type": "agentMessage", "id": format!("msg-{turn_id}"), "text": text});
+        item["item"] =
+            json!({"type": "agentMessage", "id": format!("msg-{turn_id}"), "text": text});
         self.notify("item/completed", item);
         self.notify(
             "turn/completed",
