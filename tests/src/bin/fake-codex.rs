@@ -421,13 +421,11 @@ impl AppServer {
                 continue;
             };
             let params = msg.get("params").cloned().unwrap_or(Value::Null);
-            match msg.get("id") {
-                Some(id) => {
-                    if let Some(code) = self.request(id, method, &params) {
-                        return code;
-                    }
-                }
-                None => {} // notifications (`initialized`) need nothing
+            // notifications (`initialized`) need nothing
+            if let Some(id) = msg.get("id")
+                && let Some(code) = self.request(id, method, &params)
+            {
+                return code;
             }
         }
         if self.closed {
