@@ -239,15 +239,11 @@ impl From<Error> for codex_core::Error {
     }
 }
 
-/// Renders an exit status the way codex-core does: `exit code 1`, `signal 9`.
+/// Renders an exit status the way codex-core does: `exit code 1`, `signal 9, SIGKILL`.
 pub(crate) fn render_status(status: &ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    if let Some(code) = status.code() {
-        format!("exit code {code}")
-    } else if let Some(signal) = status.signal() {
-        format!("signal {signal}")
-    } else {
-        status.to_string()
+    match codex_core::ExitSummary::from_status(*status) {
+        codex_core::ExitSummary::Unknown => status.to_string(),
+        known => known.to_string(),
     }
 }
 
@@ -346,7 +342,7 @@ mod tests {
         });
         assert_eq!(
             err.to_string(),
-            "the connection to codex app-server is closed: codex app-server exited (signal 9); stderr: boom"
+            "the connection to codex app-server is closed: codex app-server exited (signal 9, SIGKILL); stderr: boom"
         );
         let status = err.exit_status().unwrap();
         assert_eq!(

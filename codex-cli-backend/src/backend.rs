@@ -27,6 +27,9 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// process tree is killed and the outcome reported. The real codex exits within a fraction
 /// of a second; this bounds one that does not.
 const EXIT_AFTER_TURN: Duration = Duration::from_secs(3);
+/// How long codex may take to exit once its stdout ended before the turn did; then its
+/// process tree is killed and the run fails ([`codex_core::Error::ProcessExited`]).
+const EXIT_AFTER_EOF: Duration = Duration::from_secs(2);
 /// How long `codex login --with-api-key` may take.
 const LOGIN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -588,11 +591,14 @@ impl Driver {
                 self.finish_ended().await;
             }
             Stop::Eof => {
+                // stdout ended before the turn did: codex is exiting, or it closed its output
+                // and lingers (then only a timeout, if there is one, would end the run)
                 let waited = tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => Some(Stop::Cancelled),
                     _ = sleep_until_opt(deadline) => Some(Stop::Timeout(self.timeout.unwrap_or_default())),
                     _ = self.proc.wait() => None,
+                    () = tokio::time::sleep(EXIT_AFTER_EOF) => Some(Stop::Eof),
                 };
                 let thread_id = self.sink.thread_id().cloned();
                 match waited {
@@ -601,6 +607,20 @@ impl Driver {
                         self.remove_temp_files();
                         self.sink
                             .fail(codex_core::Error::Timeout { after, thread_id });
+                    }
+                    Some(Stop::Eof) => {
+                        tracing::debug!(
+                            "codex closed its output before the turn ended but did not exit; killing its process tree"
+                        );
+                        self.kill().await;
+                        let err = self
+                            .proc
+                            .exited_error(format!(
+                                "after it closed its output before the turn ended (no turn.completed or turn.failed) and did not exit within {EXIT_AFTER_EOF:?}"
+                            ))
+                            .await;
+                        self.remove_temp_files();
+                        self.sink.fail(err);
                     }
                     Some(_) => {
                         self.kill().await;
@@ -923,6 +943,51 @@ exit 0"#;
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("{stderr_tail:?}"));
         assert!(wait_gone(pid).await, "the background sleep {pid} survived");
+    }
+
+    #[tokio::test]
+    async fn a_codex_that_closes_its_output_mid_turn_and_lingers_is_killed_without_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        // the turn starts, then codex closes its stdout and neither exits nor ends the turn
+        let body = format!(
+            r#"cat > /dev/null
+echo $$ >> '{pids}'
+echo '{{"type":"thread.started","thread_id":"t-c"}}'
+echo '{{"type":"turn.started"}}'
+exec 1>&-
+echo 'closed my output' >&2
+exec sleep 300"#,
+            pids = pids.display()
+        );
+        // no timeout at all: only noticing the end of stdout can end this run
+        let b = CliBackend::builder()
+            .binary(script(dir.path(), "codex", &body))
+            .temp_dir(tmp.path())
+            .build()
+            .unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(60), b.run(TaskSpec::new("x")))
+            .await
+            .expect("the run ended without a timeout")
+            .unwrap_err();
+        match &err {
+            CoreError::ProcessExited {
+                status,
+                stderr_tail,
+                context,
+            } => {
+                assert_eq!(*status, codex_core::ExitSummary::Signal(9), "{err}");
+                assert!(stderr_tail.contains("closed my output"), "{err}");
+                assert!(context.contains("closed its output"), "{err}");
+            }
+            other => panic!("expected ProcessExited, got {other:?}"),
+        }
+        for pid in std::fs::read_to_string(&pids).unwrap().lines() {
+            let pid: u32 = pid.trim().parse().unwrap();
+            assert!(wait_gone(pid).await, "{pid} survived");
+        }
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]

@@ -106,3 +106,12 @@ fn the_chain_does_not_repeat_a_foreign_error_that_embeds_its_source() {
         "stopped on the app-server backend: app-server backend"
     );
 }
+
+#[test]
+fn exit_summaries_name_the_signal() {
+    assert_eq!(ExitSummary::Code(7).to_string(), "exit code 7");
+    assert_eq!(ExitSummary::Signal(11).to_string(), "signal 11, SIGSEGV");
+    assert_eq!(ExitSummary::Signal(9).to_string(), "signal 9, SIGKILL");
+    // a number that is no signal is still rendered
+    assert_eq!(ExitSummary::Signal(250).to_string(), "signal 250");
+}
