@@ -4,7 +4,7 @@
 use std::error::Error as StdError;
 
 use codex_core::error_chain;
-use codex_core::jobs::StoreError;
+use crate::jobs::StoreError;
 
 use super::*;
 use crate::companion::CompanionError;

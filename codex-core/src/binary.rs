@@ -454,7 +454,7 @@ impl CachedProbe {
 
 /// The cache file for `path`: `<state root>/probe-cache/<fnv of canonical path, size, mtime>.json`.
 fn cache_file(path: &Path) -> Option<PathBuf> {
-    cache_file_in(&crate::jobs::state_root().ok()?, path)
+    cache_file_in(&crate::paths::state_root().ok()?, path)
 }
 
 fn cache_file_in(root: &Path, path: &Path) -> Option<PathBuf> {

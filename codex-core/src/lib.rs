@@ -16,7 +16,7 @@
 //!   tail.
 //! - [`auth`] models how codex is signed in and which features that allows.
 //! - [`workspace`] states where Codex may write, and how to allow more.
-//! - [`jobs`] holds job records and the on-disk, multi-process-safe job store.
+//! - [`paths`] names the state directory every crate keeps its files under.
 //!
 //! This crate opens no socket and knows no wire format: JSONL decoding lives in
 //! `codex-cli-backend`, JSON-RPC in `codex-asp`.
@@ -30,7 +30,7 @@ pub mod backend;
 pub mod binary;
 mod error;
 pub mod event;
-pub mod jobs;
+pub mod paths;
 pub mod process;
 pub mod spec;
 pub mod workspace;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use codex_core::jobs::StoreError;
+use crate::jobs::StoreError;
 
 /// The exit codes of `codex-companion`.
 ///

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use codex_core::jobs::{JobStatus, JobStore, process_start_time, validate_job_id, worker_alive};
+use crate::jobs::{JobStatus, JobStore, Worker, validate_job_id};
 use serde::{Deserialize, Serialize};
 
 use super::CompanionError;
@@ -77,7 +77,7 @@ impl JobSpec {
     ///
     /// ```
     /// # let state = tempfile::tempdir().unwrap();
-    /// let store = codex_core::jobs::JobStore::open(state.path(), state.path()).unwrap();
+    /// let store = codex_agent::jobs::JobStore::open(state.path(), state.path()).unwrap();
     /// let path = codex_agent::companion::jobspec::JobSpec::path(&store, "job-1").unwrap();
     /// assert!(path.ends_with("specs/job-1.json"));
     /// assert!(codex_agent::companion::jobspec::JobSpec::path(&store, "../job-1").is_err());
@@ -184,7 +184,7 @@ pub fn start_worker(exe: &Path, store: &JobStore, job_id: &str) -> Result<u32, C
     let log_err = log
         .try_clone()
         .map_err(|e| worker_err("duplicating the log handle", e))?;
-    let workspace = store.workspace_root().to_owned();
+    let workspace = store.project_root().to_owned();
     let child = Command::new(exe)
         .arg("worker")
         .arg("--cwd")
@@ -199,11 +199,10 @@ pub fn start_worker(exe: &Path, store: &JobStore, job_id: &str) -> Result<u32, C
     let pid = child.id();
     // not waited for: the worker outlives us; whoever adopts it reaps it
     drop(child);
-    let start = process_start_time(pid);
+    let worker = Worker::of(pid);
     store.update(job_id, |r| {
         if r.status == JobStatus::Queued {
-            r.pid = Some(pid);
-            r.pid_start_time = start;
+            r.set_worker(Some(worker));
         }
         Ok(())
     })?;
@@ -240,14 +239,15 @@ pub enum Stopped {
 /// companion: its shell's job is never signalled); then, if it is still alive after `grace`,
 /// SIGKILL to its whole process tree: the process, every descendant (the codex processes it
 /// started lead groups of their own) and, for a worker, every member of its session
-/// (`codex_core::process::kill_tree`). `start_time` guards against a reused pid.
-pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stopped {
+/// (`codex_core::process::kill_tree`). The worker's start time guards against a reused pid.
+pub fn stop_worker(worker: Worker, grace: Duration) -> Stopped {
+    let pid = worker.pid();
     use nix::sys::signal::{Signal, kill, killpg};
     use nix::unistd::{Pid, getpgid, getsid};
     let Ok(raw) = i32::try_from(pid) else {
         return Stopped::AlreadyGone;
     };
-    if raw <= 1 || !worker_alive(pid, start_time) {
+    if raw <= 1 || !worker.is_alive() {
         return Stopped::AlreadyGone;
     }
     let target = Pid::from_raw(raw);
@@ -260,12 +260,12 @@ pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stoppe
     };
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        if !worker_alive(pid, start_time) {
+        if !worker.is_alive() {
             return Stopped::Terminated;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    if worker_alive(pid, start_time) {
+    if worker.is_alive() {
         codex_core::process::kill_tree(pid);
     } else {
         return Stopped::Terminated;
@@ -276,7 +276,7 @@ pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stoppe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use codex_core::jobs::{JobKind, NewJob, StoreError};
+    use crate::jobs::{JobKind, NewJob, StoreError};
 
     #[test]
     fn specs_round_trip_and_orphans_are_pruned() {
@@ -321,7 +321,7 @@ mod tests {
     fn stopping_a_gone_or_live_process() {
         use std::os::unix::process::CommandExt;
         assert_eq!(
-            stop_worker(u32::MAX, None, Duration::ZERO),
+            stop_worker(Worker::of(u32::MAX), Duration::ZERO),
             Stopped::AlreadyGone
         );
         let mut child = Command::new("sleep")
@@ -330,15 +330,15 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
-        let start = process_start_time(pid);
+        let start = Worker::of(pid);
         let reaper = std::thread::spawn(move || child.wait());
         assert_eq!(
-            stop_worker(pid, start, Duration::from_secs(5)),
+            stop_worker(start, Duration::from_secs(5)),
             Stopped::Terminated
         );
         reaper.join().unwrap().unwrap();
         assert_eq!(
-            stop_worker(pid, start, Duration::ZERO),
+            stop_worker(start, Duration::ZERO),
             Stopped::AlreadyGone
         );
     }
@@ -371,12 +371,12 @@ mod tests {
         };
         let reaper = std::thread::spawn(move || leader.wait());
         assert_eq!(
-            stop_worker(pid, process_start_time(pid), Duration::from_secs(5)),
+            stop_worker(Worker::of(pid), Duration::from_secs(5)),
             Stopped::Terminated
         );
         reaper.join().unwrap().unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while worker_alive(child, None) {
+        while Worker::of(child).is_alive() {
             assert!(Instant::now() < deadline, "the worker's child survived");
             std::thread::sleep(Duration::from_millis(20));
         }

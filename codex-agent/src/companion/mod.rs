@@ -23,7 +23,7 @@
 //! ([`CompanionError::exit_code`]).
 //!
 //! [`Delegate`]: crate::Delegate
-//! [`JobStore`]: codex_core::jobs::JobStore
+//! [`JobStore`]: codex_agent::jobs::JobStore
 
 pub mod adversarial;
 pub mod connect;

@@ -184,7 +184,7 @@ pub fn progress_line(event: &Event) -> Option<String> {
         Event::Error { message } => format!("codex error: {}", first_line(message)),
         _ => return None,
     };
-    Some(codex_core::jobs::redact(&line))
+    Some(crate::jobs::redact(&line))
 }
 
 #[cfg(test)]

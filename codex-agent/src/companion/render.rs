@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use codex_core::jobs::{JobKind, JobPhase, JobRecord, JobStatus};
+use crate::jobs::{JobKind, JobPhase, JobRecord, JobStatus};
 use serde_json::{Value, json};
 
 use super::ExitCode;
@@ -103,7 +103,7 @@ pub fn job_detail(job: &JobRecord) -> String {
         },
     );
     field("title", job.title.clone());
-    field("workspace", job.workspace_root.display().to_string());
+    field("workspace", job.project_root.display().to_string());
     field("write", if job.write { "yes" } else { "no" }.to_owned());
     if let Some(b) = job.backend {
         field("backend", b.to_string());
@@ -155,7 +155,7 @@ pub struct Answer {
 ///
 /// ```
 /// use codex_agent::companion::render::render_answer;
-/// use codex_core::jobs::JobKind;
+/// use crate::jobs::JobKind;
 /// let a = render_answer(JobKind::AdversarialReview, "oops");
 /// assert!(a.schema_error.is_some() && a.text.ends_with("oops\n"));
 /// assert_eq!(render_answer(JobKind::Task, "done").text, "done\n");
@@ -252,7 +252,7 @@ pub fn result_json(job: &JobRecord) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use codex_core::jobs::{JobResult, JobStore, NewJob};
+    use crate::jobs::{JobResult, JobStore, NewJob};
 
     #[test]
     fn listing_and_results() {

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use codex_asp::AspBackend;
 use codex_asp::protocol::{BaseBranchTarget, ReviewTarget};
-use codex_core::jobs::{JobPhase, JobResult, JobStatus, JobStore, StoreError};
+use crate::jobs::{JobPhase, JobResult, JobStatus, JobStore, StoreError};
 use codex_core::{Backend, Event, ItemDetails, ThreadId, TurnId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

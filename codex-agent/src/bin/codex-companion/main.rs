@@ -80,7 +80,7 @@ fn report(err: &anyhow::Error, json: bool) -> companion::ExitCode {
     let code = exit_code_of(err);
     // the error and each cause, once; codex's messages may quote its stderr: no secret
     // reaches the terminal or a log
-    let message = codex_core::jobs::redact(&codex_core::error_chain(err.as_ref()));
+    let message = codex_agent::jobs::redact(&codex_core::error_chain(err.as_ref()));
     errln!("codex-companion: error: {message}");
     if json {
         let doc = serde_json::json!({
