@@ -392,7 +392,7 @@ impl Delegate {
     ///
     /// ```no_run
     /// # async fn demo(d: codex_agent::Delegate, store: codex_agent::jobs::JobStore) -> codex_agent::Result<()> {
-    /// use crate::jobs::{JobKind, NewJob};
+    /// use codex_agent::jobs::{JobKind, NewJob};
     /// let job = store.create(NewJob::new(JobKind::Task, "fix the flaky test", true))?;
     /// let v = d.run_job(&job.id, codex_agent::DelegateRequest::new("fix the flaky test").write(true)).await?;
     /// assert_eq!(v.job_id(), Some(job.id.as_str()));

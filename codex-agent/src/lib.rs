@@ -48,7 +48,6 @@
     warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
 )]
 
-pub mod companion;
 mod delegate;
 mod error;
 pub mod jobs;

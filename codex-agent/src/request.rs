@@ -412,7 +412,7 @@ impl DelegateRequest {
     /// [`JobKind::Task`]; only tasks are candidates for "resume last").
     ///
     /// ```
-    /// use crate::jobs::JobKind;
+    /// use codex_agent::jobs::JobKind;
     /// let req = codex_agent::DelegateRequest::new("x").job_kind(JobKind::AdversarialReview);
     /// assert_eq!(req.get_job_kind(), JobKind::AdversarialReview);
     /// ```

@@ -58,7 +58,9 @@ mod worker;
 
 pub use handle::JobHandle;
 pub(crate) use handle::JobTracker;
-pub use record::{JobKind, JobPhase, JobRecord, JobResult, JobStatus, MAX_JOB_ID_LEN, NewJob, validate_job_id};
+pub use record::{
+    JobKind, JobPhase, JobRecord, JobResult, JobStatus, MAX_JOB_ID_LEN, NewJob, validate_job_id,
+};
 pub use redact::redact;
 pub use store::{DEFAULT_KEEP_FINISHED, JobStore, ListReport, StoreError, project_root};
 pub use worker::Worker;

@@ -231,7 +231,8 @@ impl JobRecord {
 
     /// The worker process recorded for the job, if any.
     pub fn worker(&self) -> Option<Worker> {
-        self.pid.map(|pid| Worker::from_parts(pid, self.pid_start_time))
+        self.pid
+            .map(|pid| Worker::from_parts(pid, self.pid_start_time))
     }
 
     /// Records `worker` as the process running the job (its pid and start time), or none.

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use codex_core::paths::STATE_DIR_ENV;
 use codex_core::{BackendKind, ThreadId};
 
-use super::record::{JobKind, JobPhase, JobRecord, JobStatus, MAX_JOB_ID_LEN, NewJob, validate_job_id};
+use super::record::{
+    JobKind, JobPhase, JobRecord, JobStatus, MAX_JOB_ID_LEN, NewJob, validate_job_id,
+};
 use super::redact::redact;
 use super::worker::Worker;
 

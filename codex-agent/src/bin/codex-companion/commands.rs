@@ -5,19 +5,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
-use codex_agent::companion::connect::{
+use crate::connect::{
     self, Connected, Interrupt, JobClock, broker_binary, broker_status, interrupt_through_broker,
 };
-use codex_agent::companion::jobspec::{
+use crate::error::{CompanionError, ExitCode};
+use crate::progress::{EventCallback, progress_line};
+use crate::review::{render_native, resolve_scope, run_native_review, scope_diff};
+use crate::worker::{
     BackendChoice, JobSpec, Stopped, detach_from_caller, start_worker, stop_worker,
 };
-use codex_agent::companion::progress::{EventCallback, progress_line};
-use codex_agent::companion::review::{render_native, resolve_scope, run_native_review, scope_diff};
-use codex_agent::companion::{CompanionError, ExitCode, adversarial, render};
+use crate::{adversarial, render};
+use anyhow::{Context, Result, anyhow};
+use codex_agent::jobs::{JobKind, JobRecord, JobStatus, JobStore, NewJob};
 use codex_agent::prompt::Intent;
 use codex_agent::{Continuation, Delegate, DelegateRequest, Verified};
-use codex_agent::jobs::{JobKind, JobRecord, JobStatus, JobStore, NewJob};
 use codex_core::{AuthContext, AuthMode, BackendKind, CodexBinary, ErrorChain, ThreadId};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
@@ -710,10 +711,7 @@ async fn status(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
     let listed = render::listed(&report.jobs, args.all);
     let mut text = String::new();
     if listed.is_empty() {
-        text.push_str(&format!(
-            "no jobs in {}\n",
-            store.project_root().display()
-        ));
+        text.push_str(&format!("no jobs in {}\n", store.project_root().display()));
     }
     for job in &listed {
         text.push_str(&render::status_line(job));
@@ -828,7 +826,6 @@ async fn cancel(ctx: &Ctx, arg: JobArg) -> Result<ExitCode> {
         Stopped::AlreadyGone => "gone",
         Stopped::Terminated => "terminated",
         Stopped::Killed => "killed",
-        _ => "unknown",
     };
     let interrupt_text = match &interrupt {
         None => "no broker turn to interrupt".to_owned(),
@@ -837,7 +834,6 @@ async fn cancel(ctx: &Ctx, arg: JobArg) -> Result<ExitCode> {
         Some(Interrupt::NotRunning) => "the turn had already ended".to_owned(),
         Some(Interrupt::Owned) => "the worker interrupted its turn".to_owned(),
         Some(Interrupt::Failed(why)) => format!("interrupt failed: {why}"),
-        Some(_) => "interrupt: unknown result".to_owned(),
     };
     let text = format!(
         "cancelled job {} ({interrupt_text}; worker {worker})\n",

@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::jobs::{JobStatus, JobStore, Worker, validate_job_id};
+use codex_agent::jobs::{JobStatus, JobStore, Worker, validate_job_id};
 use serde::{Deserialize, Serialize};
 
-use super::CompanionError;
-use crate::DelegateRequest;
+use crate::error::CompanionError;
+use codex_agent::DelegateRequest;
 
 /// The format version of stored specs.
 pub const SPEC_FORMAT: u32 = 1;
@@ -43,14 +43,6 @@ pub enum BackendChoice {
 }
 
 /// Everything a worker needs to run a queued job.
-///
-/// ```
-/// use codex_agent::companion::jobspec::{BackendChoice, JobSpec};
-/// let spec = JobSpec::new(codex_agent::DelegateRequest::new("fix it"), BackendChoice::Broker);
-/// let json = serde_json::to_string(&spec).unwrap();
-/// let back: JobSpec = serde_json::from_str(&json).unwrap();
-/// assert_eq!(back.request.task(), "fix it");
-/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct JobSpec {
@@ -74,14 +66,6 @@ impl JobSpec {
 
     /// Where the spec of `job_id` lives in `store`. Refuses an id that is not well formed
     /// ([`validate_job_id`]): the path is only ever built from a checked id.
-    ///
-    /// ```
-    /// # let state = tempfile::tempdir().unwrap();
-    /// let store = codex_agent::jobs::JobStore::open(state.path(), state.path()).unwrap();
-    /// let path = codex_agent::companion::jobspec::JobSpec::path(&store, "job-1").unwrap();
-    /// assert!(path.ends_with("specs/job-1.json"));
-    /// assert!(codex_agent::companion::jobspec::JobSpec::path(&store, "../job-1").is_err());
-    /// ```
     pub fn path(store: &JobStore, job_id: &str) -> Result<PathBuf, CompanionError> {
         validate_job_id(job_id)?;
         Ok(store.dir().join(SPEC_DIR).join(format!("{job_id}.json")))
@@ -276,7 +260,7 @@ pub fn stop_worker(worker: Worker, grace: Duration) -> Stopped {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::{JobKind, NewJob, StoreError};
+    use codex_agent::jobs::{JobKind, NewJob, StoreError};
 
     #[test]
     fn specs_round_trip_and_orphans_are_pruned() {
@@ -337,10 +321,7 @@ mod tests {
             Stopped::Terminated
         );
         reaper.join().unwrap().unwrap();
-        assert_eq!(
-            stop_worker(start, Duration::ZERO),
-            Stopped::AlreadyGone
-        );
+        assert_eq!(stop_worker(start, Duration::ZERO), Stopped::AlreadyGone);
     }
 
     #[test]
@@ -380,5 +361,30 @@ mod tests {
             assert!(Instant::now() < deadline, "the worker's child survived");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// The examples that documented this module when it was public API of codex-agent.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn example_1() {
+        use crate::worker::{BackendChoice, JobSpec};
+        let spec = JobSpec::new(
+            codex_agent::DelegateRequest::new("fix it"),
+            BackendChoice::Broker,
+        );
+        let json = serde_json::to_string(&spec).unwrap();
+        let back: JobSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.request.task(), "fix it");
+    }
+
+    #[test]
+    fn example_2() {
+        let state = tempfile::tempdir().unwrap();
+        let store = codex_agent::jobs::JobStore::open(state.path(), state.path()).unwrap();
+        let path = crate::worker::JobSpec::path(&store, "job-1").unwrap();
+        assert!(path.ends_with("specs/job-1.json"));
+        assert!(crate::worker::JobSpec::path(&store, "../job-1").is_err());
     }
 }

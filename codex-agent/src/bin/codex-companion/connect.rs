@@ -20,10 +20,10 @@ use codex_asp::backend::AspBackendOptions;
 use codex_asp::broker::{self, BROKER_BIN_ENV, BrokerOptions, BrokerStatus};
 use codex_core::{Backend, BackendKind, CodexBinary, ThreadId, TurnId};
 
-use super::CompanionError;
-use super::jobspec::BackendChoice;
-use super::progress::{EventCallback, Tap};
-use crate::Delegate;
+use crate::error::CompanionError;
+use crate::progress::{EventCallback, Tap};
+use crate::worker::BackendChoice;
+use codex_agent::Delegate;
 
 /// The name of the broker binary.
 pub const BROKER_BIN: &str = "codex-broker";
@@ -89,12 +89,6 @@ const BACKSTOP_GRACE: Duration = Duration::from_secs(1);
 
 /// A job's time: its timeout, counted from its start. Start-up (finding codex, reaching an
 /// app-server, the handshake) comes out of it; the turn gets the rest.
-///
-/// ```
-/// use codex_agent::companion::connect::JobClock;
-/// let clock = JobClock::start(std::time::Duration::from_secs(60));
-/// assert!(clock.remaining() <= clock.timeout());
-/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct JobClock {
     started: Instant,
@@ -111,6 +105,7 @@ impl JobClock {
     }
 
     /// The job's whole timeout.
+    #[cfg(test)]
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
@@ -244,7 +239,7 @@ pub async fn connect_private(
         .handshake_timeout(clock.handshake_timeout());
     let backend = AspBackend::spawn(codex.clone(), options)
         .await
-        .map_err(|e| CompanionError::Delegate(crate::Error::from(e)))?;
+        .map_err(|e| CompanionError::Delegate(codex_agent::Error::from(e)))?;
     // runs without a timeout of their own (reviews) get what is left after the handshake
     let default_timeout = clock.turn_time("starting codex app-server")?;
     let backend = AspBackend::from_connection_with(
@@ -306,5 +301,16 @@ pub async fn interrupt_through_broker(codex: &Path, thread: &ThreadId, turn: &Tu
         Ok(Err(e)) if broker::is_thread_owned(&e) => Interrupt::Owned,
         Ok(Err(e)) => Interrupt::Failed(codex_core::error_chain(&e)),
         Err(_) => Interrupt::Failed("the broker did not answer turn/interrupt within 10 s".into()),
+    }
+}
+
+/// The examples that documented this module when it was public API of codex-agent.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn example_1() {
+        use crate::connect::JobClock;
+        let clock = JobClock::start(std::time::Duration::from_secs(60));
+        assert!(clock.remaining() <= clock.timeout());
     }
 }
