@@ -17,7 +17,7 @@ use tokio::process::ChildStdin;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
-use crate::args::{ArgFiles, Mode, build_args};
+use crate::args::{ArgFiles, ThreadMode, build_args};
 use crate::decode::{DEFAULT_MAX_LINE_BYTES, JsonlFraming};
 use crate::error::Error;
 
@@ -226,15 +226,22 @@ impl CliBackend {
         &self.inner.binary
     }
 
-    /// The arguments a run of `spec` in `mode` would get (with `files` as its temp files),
-    /// for logs and dry runs.
+    /// The arguments (after the program name) a run of `spec` on a new thread would get,
+    /// built from this codex's probed flags; for logs and dry runs. Temporary files (output
+    /// schema, last message) are left out.
     ///
     /// # Errors
-    /// As [`build_args`].
-    pub fn args_for(
+    /// [`Error::UnsupportedFlag`] when the task needs a flag this codex lacks,
+    /// [`Error::NullConfigValue`] / [`Error::BadConfigOverride`] for overrides that have no
+    /// TOML form.
+    pub fn args_for(&self, spec: &TaskSpec) -> Result<Vec<OsString>, Error> {
+        self.args_with(spec, &ThreadMode::New, &ArgFiles::none())
+    }
+
+    fn args_with(
         &self,
         spec: &TaskSpec,
-        mode: &Mode,
+        mode: &ThreadMode,
         files: &ArgFiles,
     ) -> Result<Vec<OsString>, Error> {
         build_args(self.inner.binary.capabilities(), spec, mode, files)
@@ -343,7 +350,7 @@ impl CliBackend {
         cmd
     }
 
-    async fn launch(&self, spec: TaskSpec, mode: Mode) -> codex_core::Result<Run> {
+    async fn launch(&self, spec: TaskSpec, mode: ThreadMode) -> codex_core::Result<Run> {
         spec.validate()?;
         let spec = absolutize(spec)?;
         if spec.service_tier == Some(ServiceTier::Fast) {
@@ -387,7 +394,7 @@ impl CliBackend {
                 })?;
             files = files.output_schema(path);
         }
-        let args = self.args_for(&spec, &mode, &files)?;
+        let args = self.args_with(&spec, &mode, &files)?;
 
         let mut cmd = self.inner.binary.command(args).stdin(Stdio::Piped);
         if let Some(cwd) = &spec.cwd {
@@ -453,7 +460,7 @@ impl Backend for CliBackend {
     }
 
     async fn start(&self, spec: TaskSpec) -> codex_core::Result<Run> {
-        self.launch(spec, Mode::New).await
+        self.launch(spec, ThreadMode::New).await
     }
 
     async fn resume(&self, thread_id: &ThreadId, spec: TaskSpec) -> codex_core::Result<Run> {
@@ -463,7 +470,7 @@ impl Backend for CliBackend {
                 reason: format!("{:?} is not a thread id", thread_id.as_str()),
             });
         }
-        self.launch(spec, Mode::Resume(thread_id.clone())).await
+        self.launch(spec, ThreadMode::Resume(thread_id.clone())).await
     }
 }
 

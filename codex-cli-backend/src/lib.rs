@@ -85,15 +85,15 @@
     warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
 )]
 
-pub mod args;
+mod args;
 mod backend;
-pub mod decode;
+mod decode;
 mod error;
 
-pub use args::{ArgFiles, Mode, build_args, toml_value};
 pub use backend::{CliBackend, CliBackendBuilder};
-pub use decode::{
-    DEFAULT_MAX_LINE_BYTES, Frame, JsonlFraming, UNDECODABLE_TEXT_LIMIT, decode_all, decode_line,
-    decode_stream,
-};
+/// Decodes a whole buffer of `codex exec --json` output at once. For the benchmark
+/// (`codex-bridge-bench`) only; not part of the supported API.
+#[doc(hidden)]
+pub use decode::decode_all;
+pub use decode::{DEFAULT_MAX_LINE_BYTES, decode_line, decode_stream};
 pub use error::{Command, Error, Result};
