@@ -585,7 +585,7 @@ impl DelegateRequest {
         }
         spec.validate().map_err(|e| refuse_invalid(e, &cwd))?;
         let targets: Vec<PathBuf> = self.expected_writes.iter().map(|p| absolute(p)).collect();
-        codex_core::workspace::check_writable(&spec, &targets)
+        codex_core::writable_roots::check_writable(&spec, &targets)
             .map_err(|e| Error::before_turn(None, e))?;
         Ok(spec)
     }

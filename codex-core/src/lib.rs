@@ -15,7 +15,7 @@
 //!   [`process`] launches it in its own process group, killed on drop, with a bounded stderr
 //!   tail.
 //! - [`auth`] models how codex is signed in and which features that allows.
-//! - [`workspace`] states where Codex may write, and how to allow more.
+//! - [`writable_roots`] states where Codex may write, and how to allow more.
 //! - [`paths`] names the state directory every crate keeps its files under.
 //!
 //! This crate opens no socket and knows no wire format: JSONL decoding lives in
@@ -33,7 +33,7 @@ pub mod event;
 pub mod paths;
 pub mod process;
 pub mod spec;
-pub mod workspace;
+pub mod writable_roots;
 
 pub use auth::{AuthContext, AuthMode, Feature};
 pub use backend::{Backend, BackendKind, CancelHandle, Run, RunSink, TurnOutcome};
