@@ -647,7 +647,7 @@ async fn execute(
         let started = tokio::select! {
             biased;
             () = cancel.cancelled() => Err(Error::Cancelled { thread_id: None }),
-            () = sleep_until(deadline) => Err(Error::Timeout {
+            () = codex_core::util::sleep_until(deadline.map(|(at, _)| at)) => Err(Error::Timeout {
                 after: deadline.map(|(_, d)| d).unwrap_or_default(),
                 thread_id: None,
             }),
@@ -685,11 +685,4 @@ async fn execute(
     Err(Error::NoBackend {
         reason: "every candidate backend was unavailable".into(),
     })
-}
-
-async fn sleep_until(deadline: Option<(Instant, std::time::Duration)>) {
-    match deadline {
-        Some((at, _)) => tokio::time::sleep_until(at).await,
-        None => std::future::pending::<()>().await,
-    }
 }

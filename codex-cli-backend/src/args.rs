@@ -628,7 +628,11 @@ mod tests {
         );
         assert_eq!(&a[..3], ["exec", "resume", "--json"]);
         // the prompt never goes into argv
-        let a = args(&caps_0_169(), &TaskSpec::new("secret words"), &ThreadMode::New);
+        let a = args(
+            &caps_0_169(),
+            &TaskSpec::new("secret words"),
+            &ThreadMode::New,
+        );
         assert!(!a.iter().any(|x| x.contains("secret")));
     }
 
@@ -780,7 +784,13 @@ mod tests {
         assert_eq!(render(&a), "exec --json -c model=\"m\" -- -");
         // the older event flag
         let exp = Capabilities::from_help("      --experimental-json\n", "");
-        let a = build_args(&exp, &TaskSpec::new("p"), &ThreadMode::New, &ArgFiles::none()).unwrap();
+        let a = build_args(
+            &exp,
+            &TaskSpec::new("p"),
+            &ThreadMode::New,
+            &ArgFiles::none(),
+        )
+        .unwrap();
         assert_eq!(render(&a), "exec --experimental-json -- -");
     }
 
@@ -810,19 +820,46 @@ mod tests {
             "  -c, --config <key=value>\n  -s, --sandbox <MODE>\n  -C, --cd <DIR>\n      --json\n",
             "  -c, --config <key=value>\n      --json\n",
         );
-        let spec = TaskSpec::new("fix it").cwd("/repo").preset(Preset::FullAuto);
+        let spec = TaskSpec::new("fix it")
+            .cwd("/repo")
+            .preset(Preset::FullAuto);
         let args = build_args(&caps, &spec, &ThreadMode::New, &ArgFiles::none()).unwrap();
         assert_eq!(
             args,
-            ["exec", "--json", "--sandbox", "workspace-write", "-c", "approval_policy=\"on-request\"",
-             "--cd", "/repo", "--", "-"]
+            [
+                "exec",
+                "--json",
+                "--sandbox",
+                "workspace-write",
+                "-c",
+                "approval_policy=\"on-request\"",
+                "--cd",
+                "/repo",
+                "--",
+                "-"
+            ]
         );
-        let args = build_args(&caps, &spec, &ThreadMode::Resume("t-1".into()), &ArgFiles::none()).unwrap();
+        let args = build_args(
+            &caps,
+            &spec,
+            &ThreadMode::Resume("t-1".into()),
+            &ArgFiles::none(),
+        )
+        .unwrap();
         assert_eq!(
             args,
-            ["exec", "resume", "--json", "-c", "sandbox_mode=\"workspace-write\"",
-             "-c", "approval_policy=\"on-request\"", "--", "t-1", "-"]
+            [
+                "exec",
+                "resume",
+                "--json",
+                "-c",
+                "sandbox_mode=\"workspace-write\"",
+                "-c",
+                "approval_policy=\"on-request\"",
+                "--",
+                "t-1",
+                "-"
+            ]
         );
     }
-
 }

@@ -470,7 +470,8 @@ impl Backend for CliBackend {
                 reason: format!("{:?} is not a thread id", thread_id.as_str()),
             });
         }
-        self.launch(spec, ThreadMode::Resume(thread_id.clone())).await
+        self.launch(spec, ThreadMode::Resume(thread_id.clone()))
+            .await
     }
 }
 
@@ -496,13 +497,6 @@ struct Driver {
     tmp: Option<tempfile::TempDir>,
 }
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Driver {
     async fn drive(
         mut self,
@@ -522,7 +516,7 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break Stop::Cancelled,
-                _ = sleep_until_opt(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
+                _ = codex_core::util::sleep_until(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
                 frame = frames.next() => match frame {
                     Some(Ok(frame)) => {
                         let Some(event) = frame.into_event() else { continue };
@@ -533,7 +527,7 @@ impl Driver {
                         tokio::select! {
                             biased;
                             _ = self.cancel.cancelled() => break Stop::Cancelled,
-                            _ = sleep_until_opt(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
+                            _ = codex_core::util::sleep_until(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
                             _ = self.sink.emit(event) => {}
                         }
                         if self.sink.saw_terminal() && wind_down.is_none() {
@@ -555,7 +549,7 @@ impl Driver {
                     let at = Instant::now() + DRAIN_AFTER_EXIT;
                     drain_until = Some(drain_until.map_or(at, |d| d.min(at)));
                 }
-                _ = sleep_until_opt(drain_until) => {
+                _ = codex_core::util::sleep_until(drain_until) => {
                     tracing::debug!("codex exited but its stdout stayed open; stopping");
                     break Stop::Eof;
                 }
@@ -595,7 +589,7 @@ impl Driver {
                 let waited = tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => Some(Stop::Cancelled),
-                    _ = sleep_until_opt(deadline) => Some(Stop::Timeout(self.timeout.unwrap_or_default())),
+                    _ = codex_core::util::sleep_until(deadline) => Some(Stop::Timeout(self.timeout.unwrap_or_default())),
                     _ = self.proc.wait() => None,
                 };
                 let thread_id = self.sink.thread_id().cloned();

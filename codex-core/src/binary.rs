@@ -472,11 +472,7 @@ fn cache_file_in(root: &Path, path: &Path) -> Option<PathBuf> {
         mtime.as_secs(),
         mtime.subsec_nanos()
     );
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.as_bytes() {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = crate::util::fnv1a64(key.as_bytes());
     Some(root.join("probe-cache").join(format!("{hash:016x}.json")))
 }
 

@@ -33,6 +33,7 @@ pub mod event;
 pub mod paths;
 pub mod process;
 pub mod spec;
+pub mod util;
 pub mod writable_roots;
 
 pub use auth::{AuthContext, AuthMode, Feature};

@@ -526,11 +526,7 @@ pub fn project_root(cwd: &Path) -> PathBuf {
 
 /// A stable, readable directory name for a project root: `<basename>-<16 hex of FNV-1a>`.
 fn project_key(root: &Path) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in root.as_os_str().as_encoded_bytes() {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = codex_core::util::fnv1a64(root.as_os_str().as_encoded_bytes());
     let base: String = root
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

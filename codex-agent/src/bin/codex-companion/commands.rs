@@ -967,7 +967,7 @@ async fn setup(ctx: &Ctx) -> Result<ExitCode> {
         }
         if broker_bin.is_none() {
             advice.push(
-                "codex-broker was not found next to codex-companion, on PATH or in CODEX_BROKER_BIN: tasks will use a private app-server"
+                "codex-broker was not found (CODEX_BROKER_BIN, next to codex-companion, PATH): tasks will use a private app-server"
                     .to_owned(),
             );
         }

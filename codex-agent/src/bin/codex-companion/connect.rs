@@ -32,46 +32,36 @@ pub const BROKER_BIN: &str = "codex-broker";
 /// then uses a private app-server.
 pub const NO_BROKER_ENV: &str = "CODEX_COMPANION_NO_BROKER";
 
-/// Finds the `codex-broker` binary: next to this executable first (a `cargo xtask dist`
-/// folder, or `target/<profile>/`; also one folder up, for test executables in `deps/`),
-/// then on `PATH`, then `$CODEX_BROKER_BIN`.
+/// Finds the `codex-broker` binary the way `codex_asp::broker::ensure` does, for `setup`'s
+/// report: `$CODEX_BROKER_BIN` when set (and only it), else next to this executable (a
+/// `cargo xtask dist` folder, or `target/<profile>/`; also one folder up, for test
+/// executables in `deps/`), else on `PATH`.
 pub fn broker_binary() -> Option<PathBuf> {
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1).take(2) {
-            let candidate = dir.join(BROKER_BIN);
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
+    if let Some(path) = std::env::var_os(BROKER_BIN_ENV).filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join(BROKER_BIN);
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    std::env::var_os(BROKER_BIN_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
+    let exe = std::env::current_exe().ok();
+    let next_to_exe = exe.iter().flat_map(|e| e.ancestors().skip(1).take(2));
+    let path = std::env::var_os("PATH");
+    let on_path = path.iter().flat_map(std::env::split_paths);
+    next_to_exe
+        .map(Path::to_path_buf)
+        .chain(on_path)
+        .map(|dir| dir.join(BROKER_BIN))
+        .find(|candidate| candidate.is_file())
 }
 
-/// The broker options for the codex at `codex`: that binary, the broker binary found by
-/// [`broker_binary`], and this process's `CODEX_HOME`.
+/// The broker options for the codex at `codex`: that binary and this process's
+/// `CODEX_HOME`. The broker binary is left to `codex_asp::broker::ensure`'s lookup (explicit,
+/// then `$CODEX_BROKER_BIN`, then next to this executable, then `PATH`; [`broker_binary`]
+/// reports the same choice).
 pub fn broker_options(codex: &Path) -> BrokerOptions {
-    let mut options =
-        BrokerOptions::new()
-            .codex(codex)
-            .client_info(codex_asp::protocol::InitializeParams::new(
-                "codex-companion",
-                env!("CARGO_PKG_VERSION"),
-            ));
-    if let Some(bin) = broker_binary() {
-        options = options.broker_binary(bin);
-    }
-    options
+    BrokerOptions::new()
+        .codex(codex)
+        .client_info(codex_asp::protocol::InitializeParams::new(
+            "codex-companion",
+            env!("CARGO_PKG_VERSION"),
+        ))
 }
 
 /// The state of the broker of `codex`: `Ok(None)` when none runs.
@@ -112,8 +102,7 @@ impl JobClock {
 
     /// When the job's time is up.
     pub fn deadline(&self) -> Instant {
-        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
-        self.started + self.timeout.min(YEAR)
+        self.started + self.timeout.min(codex_core::util::FAR_FUTURE)
     }
 
     /// What is left of the job's time (zero once it is up).
