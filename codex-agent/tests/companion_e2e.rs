@@ -454,7 +454,7 @@ fn cancelling_a_hanging_background_job_leaves_nothing_running() {
     assert_eq!(job["status"], "cancelled", "{job}");
     // the worker is gone, and the turn was interrupted (codex closed the model stream)
     wait_for("the worker to exit", Duration::from_secs(10), || {
-        !codex_core::jobs::worker_alive(worker, None)
+        !codex_agent::jobs::Worker::of(worker).is_alive()
     });
     guard.disarm();
     wait_for("the model stream to close", Duration::from_secs(30), || {
@@ -501,7 +501,7 @@ fn a_killed_worker_is_reported_failed() {
     )
     .expect("kill -9 the worker");
     wait_for("the worker to die", Duration::from_secs(10), || {
-        !codex_core::jobs::worker_alive(worker, None)
+        !codex_agent::jobs::Worker::of(worker).is_alive()
     });
     let job = w.job(&id);
     assert_eq!(job["status"], "failed", "{job}");
@@ -1318,7 +1318,7 @@ fn realistic_home_cancelling_a_background_job_on_the_broker_leaves_nothing_runni
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(doc["status"], "cancelled", "{doc}");
     wait_for("the worker to exit", Duration::from_secs(15), || {
-        !codex_core::jobs::worker_alive(worker, None)
+        !codex_agent::jobs::Worker::of(worker).is_alive()
     });
     // the broker's app-server (and what its snapshot shell left) lives until the broker stops
     shutdown_broker(&w);

@@ -29,6 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use codex_agent::jobs::{JobRecord, JobStatus, JobStore};
 use codex_agent::{Delegate, DelegateRequest, Verified};
 use codex_asp::AspBackend;
 use codex_asp::backend::AspBackendOptions;
@@ -36,7 +37,6 @@ use codex_bridge_tests::TempWorkspace;
 use codex_bridge_tests::bins::build_workspace_bin;
 use codex_bridge_tests::procs::{processes_with_env, wait_until_gone, wait_until_gone_async};
 use codex_cli_backend::CliBackend;
-use codex_core::jobs::{JobRecord, JobStatus, JobStore};
 use codex_core::{
     Backend, BackendKind, CodexBinary, Event, ExitSummary, ProbeOptions, Run, TaskSpec,
 };
@@ -848,8 +848,7 @@ impl Companion {
 }
 
 fn job_worker_alive(job: &JobRecord) -> bool {
-    job.pid
-        .is_some_and(|pid| codex_core::jobs::worker_alive(pid, job.pid_start_time))
+    job.worker().is_some_and(|w| w.is_alive())
 }
 
 /// A finished command.

@@ -17,7 +17,7 @@ use tokio::process::ChildStdin;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
-use crate::args::{ArgFiles, Mode, build_args};
+use crate::args::{ArgFiles, ThreadMode, build_args};
 use crate::decode::{DEFAULT_MAX_LINE_BYTES, JsonlFraming};
 use crate::error::Error;
 
@@ -229,15 +229,22 @@ impl CliBackend {
         &self.inner.binary
     }
 
-    /// The arguments a run of `spec` in `mode` would get (with `files` as its temp files),
-    /// for logs and dry runs.
+    /// The arguments (after the program name) a run of `spec` on a new thread would get,
+    /// built from this codex's probed flags; for logs and dry runs. Temporary files (output
+    /// schema, last message) are left out.
     ///
     /// # Errors
-    /// As [`build_args`].
-    pub fn args_for(
+    /// [`Error::UnsupportedFlag`] when the task needs a flag this codex lacks,
+    /// [`Error::NullConfigValue`] / [`Error::BadConfigOverride`] for overrides that have no
+    /// TOML form.
+    pub fn args_for(&self, spec: &TaskSpec) -> Result<Vec<OsString>, Error> {
+        self.args_with(spec, &ThreadMode::New, &ArgFiles::none())
+    }
+
+    fn args_with(
         &self,
         spec: &TaskSpec,
-        mode: &Mode,
+        mode: &ThreadMode,
         files: &ArgFiles,
     ) -> Result<Vec<OsString>, Error> {
         build_args(self.inner.binary.capabilities(), spec, mode, files)
@@ -346,7 +353,7 @@ impl CliBackend {
         cmd
     }
 
-    async fn launch(&self, spec: TaskSpec, mode: Mode) -> codex_core::Result<Run> {
+    async fn launch(&self, spec: TaskSpec, mode: ThreadMode) -> codex_core::Result<Run> {
         spec.validate()?;
         let spec = absolutize(spec)?;
         if spec.service_tier == Some(ServiceTier::Fast) {
@@ -390,7 +397,7 @@ impl CliBackend {
                 })?;
             files = files.output_schema(path);
         }
-        let args = self.args_for(&spec, &mode, &files)?;
+        let args = self.args_with(&spec, &mode, &files)?;
 
         let mut cmd = self.inner.binary.command(args).stdin(Stdio::Piped);
         if let Some(cwd) = &spec.cwd {
@@ -456,7 +463,7 @@ impl Backend for CliBackend {
     }
 
     async fn start(&self, spec: TaskSpec) -> codex_core::Result<Run> {
-        self.launch(spec, Mode::New).await
+        self.launch(spec, ThreadMode::New).await
     }
 
     async fn resume(&self, thread_id: &ThreadId, spec: TaskSpec) -> codex_core::Result<Run> {
@@ -466,7 +473,8 @@ impl Backend for CliBackend {
                 reason: format!("{:?} is not a thread id", thread_id.as_str()),
             });
         }
-        self.launch(spec, Mode::Resume(thread_id.clone())).await
+        self.launch(spec, ThreadMode::Resume(thread_id.clone()))
+            .await
     }
 }
 
@@ -492,13 +500,6 @@ struct Driver {
     tmp: Option<tempfile::TempDir>,
 }
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Driver {
     async fn drive(
         mut self,
@@ -521,7 +522,7 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break Stop::Cancelled,
-                _ = sleep_until_opt(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
+                _ = codex_core::util::sleep_until(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
                 frame = frames.next() => match frame {
                     Some(Ok(frame)) => {
                         let Some(event) = frame.into_event() else { continue };
@@ -532,7 +533,7 @@ impl Driver {
                         tokio::select! {
                             biased;
                             _ = self.cancel.cancelled() => break Stop::Cancelled,
-                            _ = sleep_until_opt(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
+                            _ = codex_core::util::sleep_until(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
                             _ = self.sink.emit(event) => {}
                         }
                         if self.sink.saw_terminal() && wind_down.is_none() {
@@ -554,7 +555,7 @@ impl Driver {
                     let at = Instant::now() + DRAIN_AFTER_EXIT;
                     drain_until = Some(drain_until.map_or(at, |d| d.min(at)));
                 }
-                _ = sleep_until_opt(drain_until) => {
+                _ = codex_core::util::sleep_until(drain_until) => {
                     tracing::debug!("codex exited but its stdout stayed open; stopping");
                     break Stop::Eof;
                 }
@@ -596,7 +597,7 @@ impl Driver {
                 let waited = tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => Some(Stop::Cancelled),
-                    _ = sleep_until_opt(deadline) => Some(Stop::Timeout(self.timeout.unwrap_or_default())),
+                    _ = codex_core::util::sleep_until(deadline) => Some(Stop::Timeout(self.timeout.unwrap_or_default())),
                     _ = self.proc.wait() => None,
                     () = tokio::time::sleep(EXIT_AFTER_EOF) => Some(Stop::Eof),
                 };

@@ -86,11 +86,6 @@ impl JsonlFraming {
             discarding: false,
         }
     }
-
-    /// The line limit.
-    pub fn max_line_bytes(&self) -> usize {
-        self.max
-    }
 }
 
 fn lossy_line(bytes: &[u8]) -> String {

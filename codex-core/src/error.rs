@@ -177,9 +177,10 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
-    /// A job store error.
-    #[error(transparent)]
-    Store(#[from] crate::jobs::StoreError),
+    /// No directory for codex-bridge's state could be determined (see
+    /// [`paths::state_root`](crate::paths::state_root)).
+    #[error("no state directory: set {}", crate::paths::STATE_DIR_ENV)]
+    NoStateDir,
 
     /// An I/O error while doing `context`.
     #[error("{context}")]

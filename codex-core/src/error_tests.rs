@@ -4,7 +4,6 @@
 use std::error::Error as StdError;
 
 use super::*;
-use crate::jobs::StoreError;
 
 /// Each level's own message, naively joined (no deduplication): what any chain printer
 /// (anyhow's `{:#}`, a `caused by:` loop) would show.
@@ -57,12 +56,6 @@ fn core_errors_tell_each_cause_once() {
     );
     assert_told_once(&nested, "CAUSE-nested");
     assert_told_once(&nested, "could not start codex");
-    let store = StoreError::Io {
-        context: "writing".into(),
-        source: io("CAUSE-store"),
-    };
-    assert_told_once(&store, "CAUSE-store");
-    assert_told_once(&Error::from(store), "CAUSE-store");
     // errors without a source are their message
     let not_found = Error::NotFound {
         looked_at: "CODEX_BIN=/no/such/codex".into(),

@@ -12,7 +12,7 @@ use codex_bridge_tests::procs::{
     kill_all_of, processes_with_env, wait_until_gone_async, wait_until_home_is_quiet,
 };
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace};
-use codex_cli_backend::{ArgFiles, CliBackend, Mode};
+use codex_cli_backend::CliBackend;
 use codex_core::ExitSummary;
 use codex_core::event::{FileChangeKind, ItemStatus};
 use codex_core::{
@@ -304,9 +304,7 @@ async fn full_auto_preset_uses_the_flags_this_codex_accepts() {
     let backend = backend(&home).await;
 
     let spec = task(&ws, "write a file").preset(Preset::FullAuto);
-    let args = backend
-        .args_for(&spec, &Mode::New, &ArgFiles::none())
-        .unwrap();
+    let args = backend.args_for(&spec).unwrap();
     // `--full-auto` where this codex has it (up to 0.125.0); 0.169.0 rejects it.
     if pinned().await.capabilities().exec_accepts("--full-auto") {
         assert!(args.iter().any(|a| a == "--full-auto"), "{args:?}");

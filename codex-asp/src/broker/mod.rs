@@ -44,7 +44,7 @@
 //! One broker runs per (codex binary, `CODEX_HOME`) pair. Its files are named by a short hash
 //! of that pair, `broker-<key>.{sock,pid,lock,log}`, in `$XDG_RUNTIME_DIR/codex-bridge/broker/`
 //! when `XDG_RUNTIME_DIR` is set, else in `<state root>/broker/`
-//! ([`codex_core::jobs::state_root`]), or in [`BrokerOptions::socket_dir`]. When the socket
+//! ([`codex_core::paths::state_root`]), or in [`BrokerOptions::socket_dir`]. When the socket
 //! path would exceed the 107 bytes a unix socket address holds, `/tmp/codex-bridge-<uid>/` is
 //! used instead. The directory is created with mode 0700 (an existing one must belong to
 //! this user), the socket is made 0600, and every connection's peer uid is checked
