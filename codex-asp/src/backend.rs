@@ -98,9 +98,9 @@ use std::time::Duration;
 use codex_core::backend::DEFAULT_EVENT_CAPACITY;
 use codex_core::event::{DeltaKind, FileChangeKind, FileUpdate, ItemStatus, TodoEntry};
 use codex_core::{
-    ApprovalPolicy, AuthMode, Backend, BackendKind, CodexBinary, Event, ExitSummary, FailureKind,
-    Feature, Item, ItemDetails, ReasoningEffort, Run, RunSink, SandboxMode, ServiceTier, TaskSpec,
-    ThreadId, TurnId, Usage,
+    ApprovalPolicy, AuthMode, Backend, BackendKind, CodexBinary, Event, FailureKind, Feature, Item,
+    ItemDetails, ReasoningEffort, Run, RunSink, SandboxMode, ServiceTier, TaskSpec, ThreadId,
+    TurnId, Usage,
 };
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
@@ -109,7 +109,8 @@ use crate::approval::{ApprovalHandler, DeclineAll};
 use crate::connection::{
     Connection, ConnectionOptions, Event as ConnEvent, Filter, Notification, Overflow, Subscription,
 };
-use crate::error::{CloseReason, Error as AspError};
+use crate::error::Error as AspError;
+use crate::jsonrpc::error_codes;
 use crate::protocol::{
     self, Account, AccountRateLimitsRead, AccountRead, AskForApproval, ClientInfo, ConfigRead,
     ConfigReadParams, GetAccountParams, GetAccountRateLimitsParams, GetAccountRateLimitsResponse,
@@ -118,7 +119,7 @@ use crate::protocol::{
     ThreadForkParams, ThreadItem, ThreadList, ThreadListParams, ThreadOverrides, ThreadResume,
     ThreadResumeParams, ThreadStart, ThreadStartParams, TurnError, TurnInterrupt,
     TurnInterruptParams, TurnStart, TurnStartParams, TurnStatus, TurnSteer, TurnSteerParams,
-    UserInput, WireSandboxMode, error_codes,
+    UserInput, WireSandboxMode,
 };
 use crate::transport::{Transport, TransportOptions, stdio};
 
@@ -443,7 +444,7 @@ impl AspBackend {
             };
         }
         let transport = stdio::spawn(command, &TransportOptions::default())
-            .map_err(|e| to_core(e, options.kind, "while starting"))?;
+            .map_err(|e| e.into_core(options.kind, "while starting"))?;
         Self::connect(transport, options).await
     }
 
@@ -459,7 +460,7 @@ impl AspBackend {
             &options.initialize_params(),
         )
         .await
-        .map_err(|e| to_core(e, options.kind, "during the initialize handshake"))?;
+        .map_err(|e| e.into_core(options.kind, "during the initialize handshake"))?;
         Ok(Self::build(conn, Some(server), &options))
     }
 
@@ -518,7 +519,7 @@ impl AspBackend {
     }
 
     fn core(&self, err: AspError, context: &str) -> codex_core::Error {
-        to_core(err, self.inner.kind, context)
+        err.into_core(self.inner.kind, context)
     }
 
     /// Copies a stored thread into a new one (`thread/fork`); the fork carries the history.
@@ -575,15 +576,16 @@ impl AspBackend {
         );
         match self.inner.conn.request::<TurnSteer>(params).await {
             Ok(response) => Ok(TurnId(response.turn_id)),
-            Err(AspError::Rpc { code, message, .. })
-                if code == error_codes::INVALID_REQUEST && message.contains("no active turn") =>
+            Err(AspError::Rpc { error, .. })
+                if error.code == error_codes::INVALID_REQUEST
+                    && error.message.contains("no active turn") =>
             {
                 Err(codex_core::Error::backend(
                     self.inner.kind,
                     BackendError::NoActiveTurn {
                         thread_id: thread_id.clone(),
                         turn_id: turn_id.clone(),
-                        message,
+                        message: error.message,
                     },
                 ))
             }
@@ -804,27 +806,6 @@ async fn with_timeout<T>(
     }
 }
 
-/// Maps a codex-asp error to codex-core: an app-server that exited becomes
-/// [`codex_core::Error::ProcessExited`] (`context` says what we were waiting for); launch
-/// errors stay codex-core errors; everything else is [`codex_core::Error::Backend`] with the
-/// [`crate::Error`] as source.
-pub fn to_core(err: AspError, kind: BackendKind, context: &str) -> codex_core::Error {
-    match err {
-        AspError::Closed {
-            reason:
-                CloseReason::ProcessExited {
-                    status,
-                    stderr_tail,
-                },
-        } => codex_core::Error::ProcessExited {
-            status: ExitSummary::from_status(status),
-            context: context.to_owned(),
-            stderr_tail,
-        },
-        other => other.into_core(kind),
-    }
-}
-
 fn invalid(field: &'static str, reason: impl Into<String>) -> codex_core::Error {
     codex_core::Error::InvalidSpec {
         field,
@@ -1017,7 +998,7 @@ impl Driver {
                         "app-server run ended early: {}",
                         codex_core::ErrorChain(&err)
                     );
-                    sink.fail(to_core(err, self.kind, &context));
+                    sink.fail(err.into_core(self.kind, &context));
                     return;
                 }
                 Ok(Ok(event)) => event,
@@ -1875,7 +1856,7 @@ mod tests {
                 stderr_tail,
                 ..
             } => {
-                assert_eq!(*status, ExitSummary::Signal(9));
+                assert_eq!(*status, codex_core::ExitSummary::Signal(9));
                 assert_eq!(stderr_tail.trim(), "boom");
             }
             other => panic!("{other}"),

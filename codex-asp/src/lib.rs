@@ -63,6 +63,7 @@ pub mod backend;
 pub mod broker;
 pub mod connection;
 pub mod error;
+pub mod jsonrpc;
 pub mod protocol;
 pub mod service;
 pub mod transport;

@@ -111,7 +111,7 @@ impl AspService {
         let (outbound, call) =
             match self
                 .conn
-                .prepare(method, &params, None, crate::connection::Overflow::Lag)
+                .prepare(method, params, None, crate::connection::Overflow::Lag)
             {
                 Ok(prepared) => prepared,
                 Err(e) => {

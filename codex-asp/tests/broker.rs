@@ -537,7 +537,7 @@ async fn approvals_go_to_the_owner_and_its_answer_goes_back_upstream() {
     let (method, params) = next_notification(&mut sub_a).await;
     assert_eq!(method, "serverRequest/resolved");
     assert_eq!(
-        &serde_json::from_value::<codex_asp::protocol::RequestId>(params["requestId"].clone())
+        &serde_json::from_value::<codex_asp::jsonrpc::RequestId>(params["requestId"].clone())
             .unwrap(),
         seen.id()
     );

@@ -120,16 +120,12 @@ async fn errors_are_typed_and_null_params_become_an_object() {
         .unwrap_err();
     assert!(err.is_invalid_request(), "{err}");
     match &err {
-        Error::Rpc {
-            method,
-            code,
-            message,
-            data,
-        } => {
+        Error::Rpc { method, error } => {
             assert_eq!(method, "model/list");
-            assert_eq!(*code, -32600);
-            assert_eq!(message, "Not initialized");
-            assert_eq!(*data, None);
+            assert_eq!(error.code, -32600);
+            assert_eq!(error.message, "Not initialized");
+            assert_eq!(error.data, None);
+            assert!(error.is_not_initialized());
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -138,7 +134,9 @@ async fn errors_are_typed_and_null_params_become_an_object() {
         .await
         .unwrap_err();
     assert!(err.is_overloaded(), "{err}");
-    assert!(matches!(&err, Error::Rpc { data: Some(d), .. } if d["x"] == 1));
+    assert!(
+        matches!(&err, Error::Rpc { error, .. } if error.data.as_ref().is_some_and(|d| d["x"] == 1))
+    );
     fake.await.unwrap();
 }
 

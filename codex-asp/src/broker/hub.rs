@@ -21,12 +21,12 @@ use super::{
     OwnedThread, RunningTurn, SHUTDOWN_METHOD, STATUS_METHOD, codes,
 };
 use crate::approval::{Decision, ServerReply, ServerRequestCtx};
-use crate::connection::message::{self, Incoming, RpcError};
 use crate::error::CloseReason;
-use crate::protocol::{
-    RequestId, ServerNotification, ServerRequest, error_codes,
-    jsonrpc::{ALREADY_INITIALIZED_MESSAGE, NOT_INITIALIZED_MESSAGE},
+use crate::jsonrpc::{
+    ALREADY_INITIALIZED_MESSAGE, JsonRpcError, Message, NOT_INITIALIZED_MESSAGE, RequestId,
+    error_codes,
 };
+use crate::protocol::{ServerNotification, ServerRequest};
 use crate::transport::{Frame, Garbage, GarbageReason, ProcessHandle};
 
 /// The broker's number for a client connection.
@@ -320,35 +320,43 @@ fn resume_params(thread: &str, open: &Value) -> Value {
     Value::Object(params)
 }
 
-fn encode_error(id: Option<&RequestId>, code: i64, msg: &str, data: Option<&Value>) -> String {
-    let mut error = Map::new();
-    error.insert("code".into(), code.into());
-    error.insert("message".into(), msg.into());
-    if let Some(data) = data {
-        error.insert("data".into(), data.clone());
-    }
-    json!({"id": id, "error": error}).to_string()
-}
-
-fn encode_result(id: &RequestId, result: &Value) -> String {
-    json!({"id": id, "result": result}).to_string()
-}
-
-fn encode_notification(method: &str, params: &Value) -> String {
-    match message::encode_notification(method, params) {
-        Ok(text) => text,
-        Err(_) => json!({"method": method}).to_string(),
-    }
-}
-
-fn encode_request(id: i64, method: &str, params: &Value) -> Option<String> {
-    match message::encode_request(id, method, params) {
+/// `message` as a line for a peer ([`Message::encode`]); JSON values always serialize, but
+/// should one not, nothing is sent and the log says why.
+fn line(message: &Message) -> Option<String> {
+    match message.encode() {
         Ok(text) => Some(text),
         Err(e) => {
-            tracing::warn!(method, "could not encode a request: {e}");
+            tracing::warn!("could not encode a JSON-RPC message: {e}");
             None
         }
     }
+}
+
+/// The error answer to `id` (`null` when the request's id is unknown).
+fn encode_error(id: Option<&RequestId>, error: JsonRpcError) -> Option<String> {
+    line(&Message::Response {
+        id: id.map_or(Value::Null, Value::from),
+        outcome: Err(error),
+    })
+}
+
+fn encode_result(id: &RequestId, result: &Value) -> Option<String> {
+    line(&Message::response(id, Ok(result.clone())))
+}
+
+fn encode_notification(method: &str, params: &Value) -> Option<String> {
+    line(&Message::Notification {
+        method: method.to_owned(),
+        params: params.clone(),
+    })
+}
+
+fn encode_request(id: i64, method: &str, params: &Value) -> Option<String> {
+    line(&Message::Request {
+        id: RequestId::Integer(id),
+        method: method.to_owned(),
+        params: params.clone(),
+    })
 }
 
 /// The id of a message that is JSON but not a valid JSON-RPC message, if it has a usable one.
@@ -503,8 +511,8 @@ impl Hub {
         id
     }
 
-    fn up_send(&mut self, text: String) {
-        if let Some(up) = &self.upstream {
+    fn up_send(&mut self, text: impl Into<Option<String>>) {
+        if let (Some(up), Some(text)) = (&self.upstream, text.into()) {
             let _ = up.tx.send(text);
         }
     }
@@ -542,8 +550,10 @@ impl Hub {
     }
 
     /// Queues `text` for `client`.
-    fn send(&mut self, client: ClientId, text: String) {
-        self.send_out(client, Outgoing::Line(text));
+    fn send(&mut self, client: ClientId, text: impl Into<Option<String>>) {
+        if let Some(text) = text.into() {
+            self.send_out(client, Outgoing::Line(text));
+        }
     }
 
     /// Queues `out` for `client`.
@@ -573,7 +583,9 @@ impl Hub {
         msg: &str,
         data: Option<&Value>,
     ) {
-        self.send(client, encode_error(Some(id), code, msg, data));
+        let mut error = JsonRpcError::new(code, msg);
+        error.data = data.cloned();
+        self.send(client, encode_error(Some(id), error));
     }
 
     /// A client went away: release its threads, decline its approvals, forget its requests.
@@ -618,7 +630,7 @@ impl Hub {
         match frame {
             Frame::Closed(_) => self.remove_client(client),
             Frame::Garbage(garbage) => self.reply_garbage(client, &garbage),
-            Frame::Text(text) => match message::parse(&text) {
+            Frame::Text(text) => match Message::parse(&text) {
                 Err(reason) => {
                     let garbage = Garbage::new(reason, &text);
                     match &garbage.reason {
@@ -627,19 +639,22 @@ impl Hub {
                             let msg = format!("Invalid request: {garbage}");
                             self.send(
                                 client,
-                                encode_error(id.as_ref(), error_codes::INVALID_REQUEST, &msg, None),
+                                encode_error(
+                                    id.as_ref(),
+                                    JsonRpcError::new(error_codes::INVALID_REQUEST, msg),
+                                ),
                             );
                         }
                         _ => self.reply_garbage(client, &garbage),
                     }
                 }
-                Ok(Incoming::Request { id, method, params }) => {
+                Ok(Message::Request { id, method, params }) => {
                     self.on_client_request(client, id, method, params)
                 }
-                Ok(Incoming::Notification { method, params }) => {
+                Ok(Message::Notification { method, params }) => {
                     self.on_client_notification(client, method, params)
                 }
-                Ok(Incoming::Response { id, outcome }) => {
+                Ok(Message::Response { id, outcome }) => {
                     self.on_client_response(client, id, outcome)
                 }
             },
@@ -651,7 +666,7 @@ impl Hub {
         let msg = format!("Parse error: {garbage}");
         self.send(
             client,
-            encode_error(None, error_codes::PARSE_ERROR, &msg, None),
+            encode_error(None, JsonRpcError::new(error_codes::PARSE_ERROR, msg)),
         );
     }
 
@@ -816,7 +831,7 @@ impl Hub {
         &mut self,
         client: ClientId,
         id: Value,
-        outcome: Result<Value, RpcError>,
+        outcome: Result<Value, JsonRpcError>,
     ) {
         let Some(broker_id) = id.as_i64() else {
             tracing::debug!(client, %id, "answer with an id the broker never sent");
@@ -842,7 +857,7 @@ impl Hub {
         }
         let text = match outcome {
             Ok(result) => encode_result(&req.upstream_id, &result),
-            Err(e) => encode_error(Some(&req.upstream_id), e.code, &e.message, e.data.as_ref()),
+            Err(e) => encode_error(Some(&req.upstream_id), e),
         };
         self.answered
             .insert(req.upstream_id.clone(), (client, broker_id));
@@ -1009,25 +1024,25 @@ impl Hub {
                 self.on_upstream_closed(reason);
             }
             Frame::Garbage(g) => tracing::warn!("skipping a frame from codex app-server: {g}"),
-            Frame::Text(text) => match message::parse(&text) {
+            Frame::Text(text) => match Message::parse(&text) {
                 Err(reason) => {
                     tracing::warn!(
                         "skipping a frame from codex app-server: {}",
                         Garbage::new(reason, &text)
                     )
                 }
-                Ok(Incoming::Response { id, outcome }) => self.on_upstream_response(id, outcome),
-                Ok(Incoming::Notification { method, params }) => {
+                Ok(Message::Response { id, outcome }) => self.on_upstream_response(id, outcome),
+                Ok(Message::Notification { method, params }) => {
                     self.on_upstream_notification(text, method, params)
                 }
-                Ok(Incoming::Request { id, method, params }) => {
+                Ok(Message::Request { id, method, params }) => {
                     self.on_server_request(id, method, params)
                 }
             },
         }
     }
 
-    fn on_upstream_response(&mut self, id: Value, outcome: Result<Value, RpcError>) {
+    fn on_upstream_response(&mut self, id: Value, outcome: Result<Value, JsonRpcError>) {
         let Some(origin) = id.as_i64().and_then(|id| self.pending.remove(&id)) else {
             tracing::debug!(%id, "codex app-server answered an unknown request");
             return;
@@ -1073,7 +1088,7 @@ impl Hub {
         }
     }
 
-    fn on_upstream_init(&mut self, outcome: Result<Value, RpcError>) {
+    fn on_upstream_init(&mut self, outcome: Result<Value, JsonRpcError>) {
         match outcome {
             Ok(result) => {
                 self.up_send(encode_notification("initialized", &Value::Null));
@@ -1134,7 +1149,7 @@ impl Hub {
         method: &str,
         params: Value,
         thread: Option<String>,
-        outcome: Result<Value, RpcError>,
+        outcome: Result<Value, JsonRpcError>,
     ) {
         let connected = self.clients.contains_key(&client);
         match outcome {
@@ -1202,10 +1217,7 @@ impl Hub {
                 {
                     self.owners.remove(thread);
                 }
-                self.send(
-                    client,
-                    encode_error(Some(&id), e.code, &e.message, e.data.as_ref()),
-                );
+                self.send(client, encode_error(Some(&id), e));
             }
         }
     }
@@ -1357,12 +1369,8 @@ impl Hub {
             return;
         }
         let ctx = ServerRequestCtx::new(req.upstream_id.clone(), req.method, req.params);
-        let text = match ctx.encode_reply(ServerReply::Decision(Decision::Decline)) {
-            Ok(result) => encode_result(&req.upstream_id, &result),
-            Err((code, msg, data)) => {
-                encode_error(Some(&req.upstream_id), code, &msg, data.as_ref())
-            }
-        };
+        let outcome = ctx.encode_reply(ServerReply::Decision(Decision::Decline));
+        let text = line(&Message::response(&req.upstream_id, outcome));
         self.up_send(text);
     }
 

@@ -17,7 +17,7 @@ use super::hub::{ClientId, Hub, HubConfig};
 use super::outbox::{Outbox, Outgoing};
 use super::paths::{self, BrokerPaths};
 use super::{BrokerOptions, Launcher};
-use crate::protocol::error_codes;
+use crate::jsonrpc::error_codes;
 use crate::transport::{Frame, FrameWrite, TransportOptions, lines, stdio};
 use codex_core::process::CodexCommand;
 

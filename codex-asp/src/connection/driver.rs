@@ -10,12 +10,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::message::{self, Incoming};
 use super::subscription::{Event, SubEntry};
 use super::{Outbound, Outcome, Shared};
 use crate::approval::{ApprovalHandler, Decision, ServerReply, ServerRequestCtx};
 use crate::error::{CloseReason, Error};
-use crate::protocol::RequestId;
+use crate::jsonrpc::{JsonRpcError, Message, RequestId};
 use crate::transport::{Frame, FrameRead, FrameWrite, Garbage};
 
 /// After a write failure, how long the reader gets to report a better reason (the process's
@@ -205,11 +204,11 @@ impl Driver {
     }
 
     fn on_text(&mut self, text: &str) {
-        match message::parse(text) {
+        match Message::parse(text) {
             Err(reason) => self.on_garbage(Garbage::new(reason, text)),
-            Ok(Incoming::Response { id, outcome }) => self.on_response(id, outcome),
-            Ok(Incoming::Notification { method, params }) => self.on_notification(method, params),
-            Ok(Incoming::Request { id, method, params }) => {
+            Ok(Message::Response { id, outcome }) => self.on_response(id, outcome),
+            Ok(Message::Notification { method, params }) => self.on_notification(method, params),
+            Ok(Message::Request { id, method, params }) => {
                 self.on_server_request(id, method, params)
             }
         }
@@ -221,11 +220,7 @@ impl Driver {
         self.dispatch(Event::Garbage(Arc::new(garbage)));
     }
 
-    fn on_response(
-        &self,
-        id: serde_json::Value,
-        outcome: Result<serde_json::Value, message::RpcError>,
-    ) {
+    fn on_response(&self, id: serde_json::Value, outcome: Result<serde_json::Value, JsonRpcError>) {
         let entry = id
             .as_i64()
             .and_then(|id| self.shared.lock().pending.remove(&id));
@@ -376,10 +371,7 @@ impl Responder {
                 }
             }
         }
-        let text = match self.ctx.encode_reply(reply) {
-            Ok(result) => message::encode_result(id, &result),
-            Err((code, msg, data)) => message::encode_error(id, code, &msg, data.as_ref()),
-        };
+        let text = Message::response(id, self.ctx.encode_reply(reply)).encode();
         match text {
             Ok(text) => {
                 tracing::debug!(%id, method = self.ctx.method(), "answering server request");
