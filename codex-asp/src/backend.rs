@@ -107,7 +107,7 @@ use tokio::time::Instant;
 
 use crate::approval::{ApprovalHandler, DeclineAll};
 use crate::connection::{
-    Connection, ConnectionOptions, Event as ConnEvent, Filter, Notification, Overflow, Subscription,
+    Connection, ConnectionEvent, ConnectionOptions, Filter, Notification, Overflow, Subscription,
 };
 use crate::error::Error as AspError;
 use crate::jsonrpc::error_codes;
@@ -1004,19 +1004,19 @@ impl Driver {
                 Ok(Ok(event)) => event,
             };
             let events = match event {
-                ConnEvent::Notification(n) => self.tracker.on_notification(&n),
-                ConnEvent::ServerRequest(request) => vec![Event::Unknown {
+                ConnectionEvent::Notification(n) => self.tracker.on_notification(&n),
+                ConnectionEvent::ServerRequest(request) => vec![Event::Unknown {
                     kind: request.method().to_owned(),
                     raw: json!({
                         "id": serde_json::to_value(request.id()).unwrap_or(Value::Null),
                         "params": request.params(),
                     }),
                 }],
-                ConnEvent::Garbage(garbage) => vec![Event::Undecodable {
+                ConnectionEvent::Garbage(garbage) => vec![Event::Undecodable {
                     text: garbage.excerpt.clone(),
                     reason: garbage.reason.to_string(),
                 }],
-                ConnEvent::Lagged(missed) => {
+                ConnectionEvent::Lagged(missed) => {
                     return self.lagged(sink, missed).await;
                 }
             };
@@ -1050,7 +1050,7 @@ impl Driver {
         let until = Instant::now() + STOP_GRACE;
         while !self.tracker.done {
             match tokio::time::timeout_at(until, self.sub.recv()).await {
-                Ok(Ok(ConnEvent::Notification(n))) => {
+                Ok(Ok(ConnectionEvent::Notification(n))) => {
                     for event in self.tracker.on_notification(&n) {
                         if tokio::time::timeout_at(until, sink.emit(event))
                             .await

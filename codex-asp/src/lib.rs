@@ -73,8 +73,8 @@ pub use approval::{
 };
 pub use backend::AspBackend;
 pub use connection::{
-    Connection, ConnectionOptions, ConnectionStats, Event, Filter, Notification, Overflow,
-    Subscription,
+    Connection, ConnectionEvent, ConnectionOptions, ConnectionStats, Filter, Notification,
+    Overflow, Subscription,
 };
 pub use error::{CloseReason, Error, Result};
 pub use service::{AspService, OverloadRetry, RawRequest, TypedService};

@@ -17,7 +17,7 @@ use codex_asp::broker::{
 use codex_asp::protocol::{InitializeCapabilities, InitializeParams};
 use codex_asp::transport::TransportOptions;
 use codex_asp::transport::memory::{self, MemoryServer};
-use codex_asp::{Connection, ConnectionOptions, Event};
+use codex_asp::{Connection, ConnectionEvent, ConnectionOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -518,7 +518,7 @@ async fn approvals_go_to_the_owner_and_its_answer_goes_back_upstream() {
     assert_eq!(answer, json!({"id": 1, "result": {"decision": "decline"}}));
 
     // the resolved notification carries the id the owner saw
-    let Event::ServerRequest(seen) = tokio::time::timeout(WAIT, sub_a.recv())
+    let ConnectionEvent::ServerRequest(seen) = tokio::time::timeout(WAIT, sub_a.recv())
         .await
         .unwrap()
         .unwrap()
@@ -538,7 +538,7 @@ async fn approvals_go_to_the_owner_and_its_answer_goes_back_upstream() {
             .unwrap(),
         seen.id()
     );
-    let Event::ServerRequest(seen_b) = tokio::time::timeout(WAIT, sub_b.recv())
+    let ConnectionEvent::ServerRequest(seen_b) = tokio::time::timeout(WAIT, sub_b.recv())
         .await
         .unwrap()
         .unwrap()

@@ -16,7 +16,7 @@ use codex_asp::protocol::{InitializeCapabilities, InitializeParams, ModelList, M
 use codex_asp::service::{AspService, OverloadRetry, RawRequest, TypedService, standard_stack};
 use codex_asp::transport::memory::{self, MemoryServer};
 use codex_asp::transport::{Frame, FrameRead, FrameWrite, Transport, TransportOptions};
-use codex_asp::{CloseReason, Connection, ConnectionOptions, Error, Event, Filter};
+use codex_asp::{CloseReason, Connection, ConnectionEvent, ConnectionOptions, Error, Filter};
 use serde_json::{Value, json};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -353,7 +353,10 @@ async fn slow_subscribers_lag_explicitly_and_requests_keep_flowing() {
         assert_eq!(n.params()["i"], i);
     }
     server.notify("n", json!({"i": 20})).await.unwrap();
-    assert!(matches!(slow.recv().await.unwrap(), Event::Lagged(16)));
+    assert!(matches!(
+        slow.recv().await.unwrap(),
+        ConnectionEvent::Lagged(16)
+    ));
     let n = slow.next_notification().await.unwrap();
     assert_eq!(n.params()["i"], 20);
 
@@ -366,7 +369,10 @@ async fn slow_subscribers_lag_explicitly_and_requests_keep_flowing() {
     for i in 21..25 {
         assert_eq!(slow.next_notification().await.unwrap().params()["i"], i);
     }
-    assert!(matches!(slow.recv().await.unwrap(), Event::Lagged(5)));
+    assert!(matches!(
+        slow.recv().await.unwrap(),
+        ConnectionEvent::Lagged(5)
+    ));
     let err = slow.recv().await.unwrap_err();
     assert!(err.is_closed(), "{err}");
 }
@@ -401,7 +407,7 @@ async fn garbage_is_reported_and_skipped() {
     let mut reasons = Vec::new();
     for _ in 0..5 {
         match all.recv().await.unwrap() {
-            Event::Garbage(g) => reasons.push(g.reason.to_string()),
+            ConnectionEvent::Garbage(g) => reasons.push(g.reason.to_string()),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -613,7 +619,7 @@ async fn default_handler_declines_and_ids_do_not_collide() {
     );
     // observers saw the requests
     match all.recv().await.unwrap() {
-        Event::ServerRequest(r) => {
+        ConnectionEvent::ServerRequest(r) => {
             assert_eq!(r.method(), "item/commandExecution/requestApproval");
             assert_eq!(r.turn_id(), Some("u"));
         }

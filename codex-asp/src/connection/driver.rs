@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::subscription::{Event, SubEntry};
+use super::subscription::{ConnectionEvent, SubEntry};
 use super::{Outbound, Outcome, Shared};
 use crate::approval::{ApprovalHandler, Decision, ServerReply, ServerRequestCtx};
 use crate::error::{CloseReason, Error};
@@ -217,7 +217,7 @@ impl Driver {
     fn on_garbage(&self, garbage: Garbage) {
         tracing::warn!(transport = %self.label, "skipping a frame from codex app-server: {garbage}");
         self.shared.counters.garbage.fetch_add(1, Ordering::Relaxed);
-        self.dispatch(Event::Garbage(Arc::new(garbage)));
+        self.dispatch(ConnectionEvent::Garbage(Arc::new(garbage)));
     }
 
     fn on_response(&self, id: serde_json::Value, outcome: Result<serde_json::Value, JsonRpcError>) {
@@ -281,7 +281,7 @@ impl Driver {
             }
         }
         let notification = super::Notification::new(method, params);
-        self.dispatch(Event::Notification(Arc::new(notification)));
+        self.dispatch(ConnectionEvent::Notification(Arc::new(notification)));
     }
 
     fn on_server_request(&self, id: RequestId, method: String, params: serde_json::Value) {
@@ -298,7 +298,7 @@ impl Driver {
             seq
         };
         let ctx = ServerRequestCtx::with_token(id, method, params, token);
-        self.dispatch(Event::ServerRequest(Arc::new(ctx.clone())));
+        self.dispatch(ConnectionEvent::ServerRequest(Arc::new(ctx.clone())));
         let responder = Responder {
             shared: self.shared.clone(),
             reply_tx: self.reply_tx.clone(),
@@ -314,7 +314,7 @@ impl Driver {
     }
 
     /// Delivers an event to every matching subscriber, without waiting for any.
-    fn dispatch(&self, event: Event) {
+    fn dispatch(&self, event: ConnectionEvent) {
         let lagged = &self.shared.counters.lagged;
         let coalesced = &self.shared.counters.coalesced;
         let mut st = self.shared.lock();

@@ -13,11 +13,11 @@
 //!   own (their ids come from the server's counter and overlap ours); each is answered
 //!   exactly once, declined if the handler fails;
 //! - delivers notifications, in order, to [`Subscription`]s: everything, one thread, or one
-//!   turn. Queues are bounded; a subscriber that falls behind gets [`Event::Lagged`] instead
+//!   turn. Queues are bounded; a subscriber that falls behind gets [`ConnectionEvent::Lagged`] instead
 //!   of silently missing events, and never slows the connection down. A subscription with
 //!   [`Overflow::CoalesceDeltas`] (the turn a client drives) merges text deltas instead, so
 //!   that a burst does not cost a reader that keeps up on average anything;
-//! - skips frames that are not JSON-RPC messages ([`Event::Garbage`] on [`Filter::All`]
+//! - skips frames that are not JSON-RPC messages ([`ConnectionEvent::Garbage`] on [`Filter::All`]
 //!   subscriptions, [`ConnectionStats::garbage_frames`], a tracing warning);
 //! - when the app-server exits or the socket closes, fails every pending request and ends
 //!   every subscription with [`Error::Closed`], carrying the exit status and stderr tail,
@@ -88,7 +88,8 @@ mod driver;
 pub(crate) mod subscription;
 
 pub use subscription::{
-    COALESCED_METHODS, Event, Filter, MAX_COALESCED_BYTES, Notification, Overflow, Subscription,
+    COALESCED_METHODS, ConnectionEvent, Filter, MAX_COALESCED_BYTES, Notification, Overflow,
+    Subscription,
 };
 
 use subscription::{QueueSender, SubEntry};
