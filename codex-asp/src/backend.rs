@@ -108,6 +108,7 @@ use tokio::time::Instant;
 use crate::approval::{ApprovalHandler, DeclineAll};
 use crate::connection::{
     Connection, ConnectionEvent, ConnectionOptions, Filter, Notification, Overflow, Subscription,
+    decode_result, encode_params,
 };
 use crate::error::Error as AspError;
 use crate::jsonrpc::error_codes;
@@ -121,7 +122,9 @@ use crate::protocol::{
     TurnInterruptParams, TurnStart, TurnStartParams, TurnStatus, TurnSteer, TurnSteerParams,
     UserInput, WireSandboxMode,
 };
+use crate::service::{AspService, OverloadRetry, RawRequest, SubscribedRequest, Subscribing};
 use crate::transport::{Transport, TransportOptions, stdio};
+use tower::ServiceExt as _;
 
 /// How long a stopping run (cancel, timeout, lag) waits for `turn/interrupt` to be answered,
 /// and then for the interrupted turn's `turn/completed`.
@@ -225,7 +228,14 @@ pub struct AspBackendOptions {
     /// [`AspBackend::spawn`] and [`AspBackend::connect`] fail with
     /// [`crate::Error::HandshakeTimeout`] and a launched app-server is killed.
     pub handshake_timeout: Duration,
+    /// How requests refused as overloaded (-32001) are retried (default
+    /// [`DEFAULT_OVERLOAD_RETRIES`] retries with [`OverloadRetry`]'s backoff). Every request
+    /// of the backend runs through this [`tower`] retry layer over [`AspService`].
+    pub overload_retry: OverloadRetry,
 }
+
+/// How often a backend retries a request the app-server refused as overloaded, by default.
+pub const DEFAULT_OVERLOAD_RETRIES: u32 = 5;
 
 impl fmt::Debug for AspBackendOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -243,6 +253,7 @@ impl fmt::Debug for AspBackendOptions {
             .field("subscription_capacity", &self.subscription_capacity)
             .field("kind", &self.kind)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("overload_retry", &self.overload_retry)
             .finish_non_exhaustive()
     }
 }
@@ -261,6 +272,7 @@ impl Default for AspBackendOptions {
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
             kind: BackendKind::AppServer,
             handshake_timeout: crate::connection::DEFAULT_HANDSHAKE_TIMEOUT,
+            overload_retry: OverloadRetry::new(DEFAULT_OVERLOAD_RETRIES),
         }
     }
 }
@@ -371,6 +383,12 @@ impl AspBackendOptions {
         self
     }
 
+    /// Sets how overloaded requests are retried (`OverloadRetry::new(0)`: never).
+    pub fn overload_retry(mut self, policy: OverloadRetry) -> Self {
+        self.overload_retry = policy;
+        self
+    }
+
     /// The `initialize` params these options describe.
     pub fn initialize_params(&self) -> InitializeParams {
         let mut params = InitializeParams::new("", "");
@@ -407,6 +425,7 @@ pub struct AspBackend {
 
 struct Inner {
     conn: Connection,
+    retry: OverloadRetry,
     kind: BackendKind,
     event_capacity: usize,
     default_timeout: Option<Duration>,
@@ -485,6 +504,7 @@ impl AspBackend {
         AspBackend {
             inner: Arc::new(Inner {
                 conn,
+                retry: options.overload_retry.clone(),
                 kind: options.kind,
                 event_capacity: options.event_capacity.max(1),
                 default_timeout: options.default_timeout,
@@ -509,13 +529,25 @@ impl AspBackend {
         self.inner.default_timeout
     }
 
-    /// Sends a typed request, mapping errors to codex-core errors.
+    /// Sends a typed request (retrying overloads, see
+    /// [`AspBackendOptions::overload_retry`]), mapping errors to codex-core errors.
     pub async fn call<R: Request>(&self, params: R::Params) -> codex_core::Result<R::Response> {
-        self.inner
-            .conn
-            .request::<R>(params)
+        self.send::<R>(params)
             .await
             .map_err(|e| self.core(e, &format!("while waiting for the answer to {}", R::METHOD)))
+    }
+
+    /// The request path of the backend: `R` through [`AspService`] and the
+    /// [`OverloadRetry`] layer.
+    async fn send<R: Request>(&self, params: R::Params) -> Result<R::Response, AspError> {
+        let request = RawRequest::new(R::METHOD, encode_params::<R>(&params)?);
+        let service = AspService::new(self.inner.conn.clone());
+        let value = tower::ServiceBuilder::new()
+            .retry(self.inner.retry.clone())
+            .service(service)
+            .oneshot(request)
+            .await?;
+        decode_result::<R>(value)
     }
 
     fn core(&self, err: AspError, context: &str) -> codex_core::Error {
@@ -574,7 +606,7 @@ impl AspBackend {
             turn_id.as_str(),
             vec![UserInput::text(text)],
         );
-        match self.inner.conn.request::<TurnSteer>(params).await {
+        match self.send::<TurnSteer>(params).await {
             Ok(response) => Ok(TurnId(response.turn_id)),
             Err(AspError::Rpc { error, .. })
                 if error.code == error_codes::INVALID_REQUEST
@@ -665,16 +697,16 @@ impl AspBackend {
     where
         R: Request,
     {
-        let (value, sub) = self
-            .inner
-            .conn
-            .request_raw_subscribed_with(
-                R::METHOD,
-                crate::connection::encode_params::<R>(&params)
-                    .map_err(|e| self.core(e, "while encoding"))?,
-                Filter::result_thread,
-                Overflow::CoalesceDeltas,
-            )
+        let request = SubscribedRequest {
+            method: R::METHOD,
+            params: encode_params::<R>(&params).map_err(|e| self.core(e, "while encoding"))?,
+            filter_for: Filter::result_thread,
+            overflow: Overflow::CoalesceDeltas,
+        };
+        let (value, sub) = tower::ServiceBuilder::new()
+            .retry(self.inner.retry.clone())
+            .service(Subscribing(AspService::new(self.inner.conn.clone())))
+            .oneshot(request)
             .await
             .map_err(|e| self.core(e, &format!("while waiting for the answer to {}", R::METHOD)))?;
         let thread_id = value
@@ -1688,6 +1720,107 @@ mod tests {
         )
         .await;
         start.await.unwrap().unwrap()
+    }
+
+    /// Answers the next request, of `method`, with -32001 "Server overloaded".
+    async fn overloaded(server: &mut MemoryServer, method: &str) {
+        let msg = server.recv_json().await.unwrap();
+        assert_eq!(msg["method"], method, "{msg}");
+        server
+            .respond_error(
+                &msg["id"],
+                error_codes::SERVER_OVERLOADED,
+                "Server overloaded; retry later.",
+            )
+            .await
+            .unwrap();
+    }
+
+    fn retrying_backend(retries: u32) -> (AspBackend, MemoryServer) {
+        let (transport, server) = memory::pair(TransportOptions::default());
+        let conn = Connection::new(transport, ConnectionOptions::default());
+        let options = AspBackendOptions::default().overload_retry(
+            OverloadRetry::new(retries)
+                .base_delay(Duration::from_millis(5))
+                .max_delay(Duration::from_millis(20)),
+        );
+        (AspBackend::from_connection_with(conn, options), server)
+    }
+
+    #[tokio::test]
+    async fn an_overloaded_server_is_retried_and_the_turn_starts() {
+        let (backend, mut server) = retrying_backend(3);
+        let start = tokio::spawn({
+            let backend = backend.clone();
+            async move { backend.start(TaskSpec::new("hi").cwd("/")).await }
+        });
+        // thread/start (which subscribes with its answer) refused twice, then answered
+        overloaded(&mut server, "thread/start").await;
+        overloaded(&mut server, "thread/start").await;
+        answer(&mut server, "thread/start", json!({"thread": {"id": "t"}})).await;
+        // turn/start refused once, then answered
+        overloaded(&mut server, "turn/start").await;
+        answer(
+            &mut server,
+            "turn/start",
+            json!({"turn": {"id": "u", "status": "inProgress", "items": []}}),
+        )
+        .await;
+        let mut run = tokio::time::timeout(Duration::from_secs(30), start)
+            .await
+            .expect("the start ends")
+            .unwrap()
+            .expect("the turn starts");
+        // the subscription of the retried thread/start is live
+        server
+            .notify(
+                "turn/started",
+                json!({"threadId": "t", "turn": {"id": "u", "status": "inProgress", "items": []}}),
+            )
+            .await
+            .unwrap();
+        server
+            .notify(
+                "turn/completed",
+                json!({"threadId": "t", "turn": {"id": "u", "status": "completed", "items": []}}),
+            )
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        while let Some(e) = run.next_event().await {
+            events.push(e);
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::TurnStarted { .. })),
+            "{events:?}"
+        );
+        run.outcome().await.expect("the turn completes");
+    }
+
+    #[tokio::test]
+    async fn overload_retries_are_bounded() {
+        let (backend, mut server) = retrying_backend(1);
+        let call = tokio::spawn({
+            let backend = backend.clone();
+            async move {
+                backend
+                    .call::<ConfigRead>(ConfigReadParams::default())
+                    .await
+            }
+        });
+        overloaded(&mut server, "config/read").await;
+        overloaded(&mut server, "config/read").await;
+        let err = tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .expect("the call ends")
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            asp_error(&err).is_some_and(AspError::is_overloaded),
+            "{err}"
+        );
     }
 
     #[tokio::test]
