@@ -59,6 +59,7 @@ pub mod error;
 pub mod jsonrpc;
 pub mod protocol;
 pub mod service;
+mod time;
 pub mod transport;
 
 pub use approval::{

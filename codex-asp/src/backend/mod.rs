@@ -528,7 +528,7 @@ impl AspBackend {
             conn: self.inner.conn.clone(),
             sub,
             tracker: TurnTracker::new(thread_id.clone(), turn_id),
-            deadline: timeout.map(|after| (transport_deadline(started, after), after)),
+            deadline: timeout.map(|after| (crate::time::deadline_from(started, after), after)),
             kind: self.inner.kind,
         };
         let first = Event::ThreadStarted {
@@ -582,12 +582,6 @@ impl Backend for AspBackend {
         let (thread_id, sub, turn_id) = with_timeout(timeout, setup).await?;
         Ok(self.launch(thread_id, sub, turn_id, started, timeout))
     }
-}
-
-/// `started + after`, saturating far in the future.
-pub(super) fn transport_deadline(started: Instant, after: Duration) -> Instant {
-    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
-    started + after.min(YEAR)
 }
 
 pub(super) async fn with_timeout<T>(

@@ -8,6 +8,8 @@ use codex_core::{BackendKind, Event, RunSink, ThreadId};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use crate::time::sleep_until_opt;
+
 use crate::connection::{Connection, ConnectionEvent, Subscription};
 use crate::protocol::{TurnInterrupt, TurnInterruptParams};
 
@@ -28,13 +30,6 @@ pub(super) struct Driver {
     pub(super) tracker: TurnTracker,
     pub(super) deadline: Option<(Instant, Duration)>,
     pub(super) kind: BackendKind,
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 impl Driver {

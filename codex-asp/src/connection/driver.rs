@@ -8,6 +8,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use crate::time::sleep_until_opt;
 use tokio_util::sync::CancellationToken;
 
 use super::subscription::{ConnectionEvent, SubEntry};
@@ -137,13 +139,6 @@ impl Drop for CloseOnDrop {
     }
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Driver {
     async fn run(mut self) {
         let mut write_failure: Option<(Instant, Error)> = None;
@@ -165,7 +160,7 @@ impl Driver {
                         if let Some(tx) = self.writer_close.take() {
                             let _ = tx.send(());
                         }
-                        let at = crate::transport::deadline(grace);
+                        let at = crate::time::deadline(grace);
                         closing = Some(closing.map_or(at, |c| c.min(at)));
                     }
                     None => ctl_open = false,
