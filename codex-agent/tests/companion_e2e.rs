@@ -7,7 +7,7 @@
 //! (broker, app-server, workers, commands codex ran) is killed when the test ends.
 //!
 //! The `codex-broker` binary must sit next to `codex-companion` (that is where the companion
-//! looks first): the suite builds it once with `cargo build -p codex-asp --bin codex-broker`
+//! looks first): the suite builds it once with `cargo build -p codex-broker`
 //! unless `CODEX_BROKER_BIN` names one (then it is copied there).
 //!
 //! Every test fails (never skips) when the pinned codex is missing: `pinned_codex()` panics
@@ -54,7 +54,7 @@ fn ensure_broker_binary() {
                 "build",
                 "--quiet",
                 "-p",
-                "codex-asp",
+                "codex-broker",
                 "--bin",
                 "codex-broker",
             ])
@@ -65,7 +65,7 @@ fn ensure_broker_binary() {
             .map_err(|e| format!("running cargo: {e}"))?;
         if !out.status.success() || !target.is_file() {
             return Err(format!(
-                "cargo build -p codex-asp --bin codex-broker failed ({}): {}",
+                "cargo build -p codex-broker failed ({}): {}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             ));
