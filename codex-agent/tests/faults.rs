@@ -640,7 +640,7 @@ async fn delegate_case(fault: Fault, kind: BackendKind) {
 fn ensure_broker_binary() {
     static READY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     if let Err(e) =
-        READY.get_or_init(|| build_workspace_bin("codex-asp", "codex-broker", bin_dir()))
+        READY.get_or_init(|| build_workspace_bin("codex-broker", "codex-broker", bin_dir()))
     {
         panic!("the codex-broker binary is needed next to codex-companion: {e}");
     }

@@ -661,7 +661,7 @@ mod tests {
         assert!(expr.contains("binary(harness) & test(app_server))"));
         assert!(expr.ends_with(") & not test(=a_test)"));
         let args = target_args(&parts);
-        assert_eq!(args.iter().filter(|a| *a == "-p").count(), 3);
+        assert_eq!(args.iter().filter(|a| *a == "-p").count(), 4);
         assert_eq!(args.iter().filter(|a| *a == "--test").count(), 8);
     }
 
