@@ -5,13 +5,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use codex_core::jobs::{JobKind, JobStore};
+use crate::jobs::{JobKind, JobStore};
 use codex_core::{AuthMode, Backend, BackendKind, CodexBinary, TaskSpec, ThreadId};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::job::{JobHandle, JobTracker};
+use crate::jobs::{JobHandle, JobTracker};
 use crate::request::{Continuation, DelegateRequest};
 use crate::select::{Requirements, select_backends};
 use crate::verify::{EventHook, Verified, Witness, observe_run};
@@ -306,7 +306,7 @@ impl Delegate {
     pub fn job_store(&self, dir: &Path) -> Result<JobStore> {
         Ok(match &self.inner.state_root {
             Some(root) => JobStore::open(root, dir)?,
-            None => JobStore::for_workspace(dir)?,
+            None => JobStore::for_project(dir)?,
         })
     }
 
@@ -391,8 +391,8 @@ impl Delegate {
     /// with the reason.
     ///
     /// ```no_run
-    /// # async fn demo(d: codex_agent::Delegate, store: codex_core::jobs::JobStore) -> codex_agent::Result<()> {
-    /// use codex_core::jobs::{JobKind, NewJob};
+    /// # async fn demo(d: codex_agent::Delegate, store: codex_agent::jobs::JobStore) -> codex_agent::Result<()> {
+    /// use codex_agent::jobs::{JobKind, NewJob};
     /// let job = store.create(NewJob::new(JobKind::Task, "fix the flaky test", true))?;
     /// let v = d.run_job(&job.id, codex_agent::DelegateRequest::new("fix the flaky test").write(true)).await?;
     /// assert_eq!(v.job_id(), Some(job.id.as_str()));
@@ -563,7 +563,7 @@ impl Delegate {
                         source: None,
                     });
                 };
-                let workspace = store.workspace_root().to_owned();
+                let workspace = store.project_root().to_owned();
                 let latest = tokio::task::spawn_blocking(move || store.latest_task_thread())
                     .await
                     .map_err(|e| Error::Refused {
@@ -647,7 +647,7 @@ async fn execute(
         let started = tokio::select! {
             biased;
             () = cancel.cancelled() => Err(Error::Cancelled { thread_id: None }),
-            () = sleep_until(deadline) => Err(Error::Timeout {
+            () = codex_core::util::sleep_until(deadline.map(|(at, _)| at)) => Err(Error::Timeout {
                 after: deadline.map(|(_, d)| d).unwrap_or_default(),
                 thread_id: None,
             }),
@@ -687,16 +687,9 @@ async fn execute(
     })
 }
 
-/// `now + after`, saturating a year from now: `Instant + Duration` panics on overflow, and
-/// a timeout such as `codex-companion task --timeout 18446744073709551615` would overflow.
+/// `now + after`, saturating at [`FAR_FUTURE`](codex_core::util::FAR_FUTURE): `Instant +
+/// Duration` panics on overflow, and a timeout such as `codex-companion task --timeout
+/// 18446744073709551615` would overflow.
 fn deadline_after(after: std::time::Duration) -> Instant {
-    const YEAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
-    Instant::now() + after.min(YEAR)
-}
-
-async fn sleep_until(deadline: Option<(Instant, std::time::Duration)>) {
-    match deadline {
-        Some((at, _)) => tokio::time::sleep_until(at).await,
-        None => std::future::pending::<()>().await,
-    }
+    Instant::now() + after.min(codex_core::util::FAR_FUTURE)
 }

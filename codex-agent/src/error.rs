@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use codex_core::jobs::StoreError;
+use crate::jobs::StoreError;
 use codex_core::{BackendKind, ThreadId, TurnId};
 
 /// Shorthand for `Result<T, codex_agent::Error>`.
@@ -273,7 +273,6 @@ impl Error {
             },
             E::Timeout { after, thread_id } => Error::Timeout { after, thread_id },
             E::Cancelled { thread_id } => Error::Cancelled { thread_id },
-            E::Store(e) => Error::JobStore(e),
             E::ProcessExited { .. } | E::Backend { .. } | E::Io { .. } => match backend {
                 Some(backend) => Error::ConnectionLost {
                     backend,

@@ -1,13 +1,12 @@
-//! Every error of codex-agent and of the companion tells each cause once: a message never
+//! Every error of codex-agent tells each cause once: a message never
 //! repeats its source's text, and [`codex_core::ErrorChain`] renders the chain once.
 
 use std::error::Error as StdError;
 
+use crate::jobs::StoreError;
 use codex_core::error_chain;
-use codex_core::jobs::StoreError;
 
 use super::*;
-use crate::companion::CompanionError;
 
 /// `cause` appears exactly once whether the chain is printed naively (each level's message
 /// joined, as anyhow's `{:#}` does) or with [`codex_core::ErrorChain`].
@@ -24,13 +23,10 @@ fn assert_told_once(err: &(dyn StdError + 'static), cause: &str) {
     assert_eq!(chain.matches(cause).count(), 1, "chain: {chain}");
 }
 
-/// Checks `err` alone and inside a [`CompanionError`] and an `anyhow::Error` (how the
-/// companion binary carries it).
+/// Checks `err` alone and inside an `anyhow::Error` (how a binary carries it).
 fn check(err: Error, cause: &str) {
     assert_told_once(&err, cause);
-    let companion = CompanionError::from(err);
-    assert_told_once(&companion, cause);
-    let any = anyhow::Error::from(companion).context("running the task");
+    let any = anyhow::Error::from(err).context("running the task");
     assert_told_once(any.as_ref(), cause);
     assert_eq!(format!("{any:#}"), error_chain(any.as_ref()));
 }
@@ -107,40 +103,4 @@ fn agent_errors_tell_each_cause_once() {
         }),
         "CAUSE-store",
     );
-}
-
-#[test]
-fn companion_errors_tell_each_cause_once() {
-    let cases = [
-        (
-            CompanionError::Worker {
-                job_id: "job-1".into(),
-                what: "starting /x/codex-companion".into(),
-                source: io("CAUSE-worker"),
-            },
-            "CAUSE-worker",
-        ),
-        (
-            CompanionError::io("reading the prompt file", io("CAUSE-io")),
-            "CAUSE-io",
-        ),
-        (
-            CompanionError::from(codex_asp::broker::Error::Spawn {
-                program: "/x/codex-broker".into(),
-                source: io("CAUSE-broker"),
-            }),
-            "CAUSE-broker",
-        ),
-        (
-            CompanionError::from(StoreError::InvalidId {
-                id: "../../x".into(),
-            }),
-            "../../x",
-        ),
-    ];
-    for (err, cause) in cases {
-        assert_told_once(&err, cause);
-        let any = anyhow::Error::from(err).context("connecting to codex");
-        assert_told_once(any.as_ref(), cause);
-    }
 }

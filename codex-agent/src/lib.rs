@@ -17,8 +17,9 @@
 //!   prompt overrides. Writes outside every allowed root are refused before anything starts.
 //! - [`Delegate`]: holds the backends (any `Arc<dyn codex_core::Backend>`), picks one with
 //!   [`select::select_backends`], runs the turn and verifies it.
-//! - [`job`]: every delegation is a job in the workspace's `codex_core::jobs::JobStore`;
-//!   background delegations return a [`JobHandle`] at once.
+//! - [`jobs`]: every delegation is a job in its project's [`JobStore`](jobs::JobStore)
+//!   (records on disk, shared by processes); background delegations return a [`JobHandle`]
+//!   at once.
 //!
 //! ```no_run
 //! # async fn demo(exec: std::sync::Arc<dyn codex_core::Backend>) -> Result<(), Box<dyn std::error::Error>> {
@@ -47,10 +48,9 @@
     warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
 )]
 
-pub mod companion;
 mod delegate;
 mod error;
-pub mod job;
+pub mod jobs;
 pub mod prompt;
 mod request;
 pub mod select;
@@ -60,7 +60,7 @@ mod verify;
 
 pub use delegate::{Delegate, DelegateBuilder, Delegation};
 pub use error::{Error, Result, UnverifiedReason};
-pub use job::JobHandle;
+pub use jobs::JobHandle;
 pub use request::{Continuation, DelegateRequest, Mode};
 pub use verify::Verified;
 

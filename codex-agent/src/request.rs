@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use codex_core::jobs::JobKind;
+use crate::jobs::JobKind;
 use codex_core::{ApprovalPolicy, Preset, ReasoningEffort, SandboxMode, TaskSpec, ThreadId};
 use serde::{Deserialize, Serialize};
 
@@ -412,7 +412,7 @@ impl DelegateRequest {
     /// [`JobKind::Task`]; only tasks are candidates for "resume last").
     ///
     /// ```
-    /// use codex_core::jobs::JobKind;
+    /// use codex_agent::jobs::JobKind;
     /// let req = codex_agent::DelegateRequest::new("x").job_kind(JobKind::AdversarialReview);
     /// assert_eq!(req.get_job_kind(), JobKind::AdversarialReview);
     /// ```
@@ -424,7 +424,7 @@ impl DelegateRequest {
     /// The kind of job record this delegation gets.
     ///
     /// ```
-    /// assert_eq!(codex_agent::DelegateRequest::new("x").get_job_kind(), codex_core::jobs::JobKind::Task);
+    /// assert_eq!(codex_agent::DelegateRequest::new("x").get_job_kind(), codex_agent::jobs::JobKind::Task);
     /// ```
     pub fn get_job_kind(&self) -> JobKind {
         self.job_kind
@@ -585,7 +585,7 @@ impl DelegateRequest {
         }
         spec.validate().map_err(|e| refuse_invalid(e, &cwd))?;
         let targets: Vec<PathBuf> = self.expected_writes.iter().map(|p| absolute(p)).collect();
-        codex_core::workspace::check_writable(&spec, &targets)
+        codex_core::writable_roots::check_writable(&spec, &targets)
             .map_err(|e| Error::before_turn(None, e))?;
         Ok(spec)
     }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::jobs::{JobKind, JobPhase, JobStatus, NewJob};
 use codex_core::event::{FileChangeKind, FileUpdate, ItemStatus};
-use codex_core::jobs::{JobKind, JobPhase, JobStatus, NewJob};
 use codex_core::{
     ApprovalPolicy, BackendKind, Capabilities, CodexBinary, CodexVersion, Event, FailureKind, Item,
     ItemDetails,

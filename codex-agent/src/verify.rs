@@ -590,12 +590,6 @@ pub(crate) async fn observe_run(
         }));
     }
     let resumed = witness.expected_thread.is_some();
-    let sleep_until = |d: Option<(Instant, Duration)>| async move {
-        match d {
-            Some((at, _)) => tokio::time::sleep_until(at).await,
-            None => std::future::pending::<()>().await,
-        }
-    };
     loop {
         tokio::select! {
             biased;
@@ -603,7 +597,7 @@ pub(crate) async fn observe_run(
                 run.cancel();
                 return Err(Error::Cancelled { thread_id: witness.thread_id().cloned() });
             }
-            () = sleep_until(deadline) => {
+            () = codex_core::util::sleep_until(deadline.map(|(at, _)| at)) => {
                 run.cancel();
                 let after = deadline.map(|(_, d)| d).unwrap_or_default();
                 return Err(Error::Timeout { after, thread_id: witness.thread_id().cloned() });

@@ -7,7 +7,7 @@
 //! (broker, app-server, workers, commands codex ran) is killed when the test ends.
 //!
 //! The `codex-broker` binary must sit next to `codex-companion` (that is where the companion
-//! looks first): the suite builds it once with `cargo build -p codex-asp --bin codex-broker`
+//! looks first): the suite builds it once with `cargo build -p codex-broker`
 //! unless `CODEX_BROKER_BIN` names one (then it is copied there).
 //!
 //! Every test fails (never skips) when the pinned codex is missing: `pinned_codex()` panics
@@ -54,7 +54,7 @@ fn ensure_broker_binary() {
                 "build",
                 "--quiet",
                 "-p",
-                "codex-asp",
+                "codex-broker",
                 "--bin",
                 "codex-broker",
             ])
@@ -65,7 +65,7 @@ fn ensure_broker_binary() {
             .map_err(|e| format!("running cargo: {e}"))?;
         if !out.status.success() || !target.is_file() {
             return Err(format!(
-                "cargo build -p codex-asp --bin codex-broker failed ({}): {}",
+                "cargo build -p codex-broker failed ({}): {}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             ));
@@ -454,7 +454,7 @@ fn cancelling_a_hanging_background_job_leaves_nothing_running() {
     assert_eq!(job["status"], "cancelled", "{job}");
     // the worker is gone, and the turn was interrupted (codex closed the model stream)
     wait_for("the worker to exit", Duration::from_secs(10), || {
-        !codex_core::jobs::worker_alive(worker, None)
+        !codex_agent::jobs::Worker::of(worker).is_alive()
     });
     guard.disarm();
     wait_for("the model stream to close", Duration::from_secs(30), || {
@@ -501,7 +501,7 @@ fn a_killed_worker_is_reported_failed() {
     )
     .expect("kill -9 the worker");
     wait_for("the worker to die", Duration::from_secs(10), || {
-        !codex_core::jobs::worker_alive(worker, None)
+        !codex_agent::jobs::Worker::of(worker).is_alive()
     });
     let job = w.job(&id);
     assert_eq!(job["status"], "failed", "{job}");
@@ -1318,7 +1318,7 @@ fn realistic_home_cancelling_a_background_job_on_the_broker_leaves_nothing_runni
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(doc["status"], "cancelled", "{doc}");
     wait_for("the worker to exit", Duration::from_secs(15), || {
-        !codex_core::jobs::worker_alive(worker, None)
+        !codex_agent::jobs::Worker::of(worker).is_alive()
     });
     // the broker's app-server (and what its snapshot shell left) lives until the broker stops
     shutdown_broker(&w);

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use codex_agent::jobs::JobStatus;
 use codex_agent::prompt::Intent;
 use codex_agent::{Delegate, DelegateRequest, Error};
 use codex_asp::AspBackend;
@@ -21,7 +22,6 @@ use codex_bridge_tests::home::ENV_TO_REMOVE;
 use codex_bridge_tests::procs::{kill_group, wait_until_gone_async};
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace, pinned_codex};
 use codex_cli_backend::CliBackend;
-use codex_core::jobs::JobStatus;
 use codex_core::{Backend, BackendKind, CodexBinary};
 use tokio::sync::OnceCell;
 

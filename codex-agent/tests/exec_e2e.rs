@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use codex_agent::jobs::JobStatus;
 use codex_agent::prompt::Intent;
 use codex_agent::{Delegate, DelegateRequest, Error};
 use codex_bridge_tests::home::ENV_TO_REMOVE;
 use codex_bridge_tests::procs::wait_until_gone_async;
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace};
 use codex_cli_backend::CliBackend;
-use codex_core::jobs::JobStatus;
 use codex_core::{Backend, BackendKind, CodexBinary};
 
 /// Generous bound for one turn against the mock.

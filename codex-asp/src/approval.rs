@@ -57,12 +57,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::jsonrpc::{JsonRpcError, RequestId, error_codes};
 use crate::protocol::{
     CommandExecutionApprovalDecision, CommandExecutionRequestApprovalResponse,
     FileChangeApprovalDecision, FileChangeRequestApprovalResponse,
     McpServerElicitationRequestResponse, PermissionGrantScope, PermissionProfile,
-    PermissionsRequestApprovalResponse, RequestId, ServerRequest, ToolRequestUserInputResponse,
-    error_codes,
+    PermissionsRequestApprovalResponse, ServerRequest, ToolRequestUserInputResponse,
 };
 
 /// What a server request is about, from its method.
@@ -138,14 +138,7 @@ pub enum ServerReply {
     /// answers, elicitation content, dynamic tool output, ...).
     Result(Value),
     /// A JSON-RPC error.
-    Error {
-        /// The error code.
-        code: i64,
-        /// The message.
-        message: String,
-        /// Extra data.
-        data: Option<Value>,
-    },
+    Error(JsonRpcError),
 }
 
 impl From<Decision> for ServerReply {
@@ -256,25 +249,20 @@ impl ServerRequestCtx {
     }
 
     /// The `result` (or JSON-RPC error) this reply encodes to, for this request.
-    pub fn encode_reply(&self, reply: ServerReply) -> Result<Value, (i64, String, Option<Value>)> {
+    pub(crate) fn encode_reply(&self, reply: ServerReply) -> Result<Value, JsonRpcError> {
         match reply {
             ServerReply::Result(value) => Ok(value),
-            ServerReply::Error {
-                code,
-                message,
-                data,
-            } => Err((code, message, data)),
+            ServerReply::Error(error) => Err(error),
             ServerReply::Decision(decision) => self.encode_decision(decision),
         }
     }
 
-    fn encode_decision(&self, decision: Decision) -> Result<Value, (i64, String, Option<Value>)> {
+    fn encode_decision(&self, decision: Decision) -> Result<Value, JsonRpcError> {
         let to_value = |r: serde_json::Result<Value>| {
             r.map_err(|e| {
-                (
+                JsonRpcError::new(
                     error_codes::INTERNAL_ERROR,
                     format!("could not encode the answer: {e}"),
-                    None,
                 )
             })
         };
@@ -367,13 +355,12 @@ impl ServerRequestCtx {
                 "contentItems": [{"type": "inputText", "text": "the client does not run this tool"}],
                 "success": false,
             })),
-            ServerRequestKind::Other => Err((
+            ServerRequestKind::Other => Err(JsonRpcError::new(
                 error_codes::METHOD_NOT_FOUND,
                 format!(
                     "this client does not handle the server request `{}`",
                     self.method
                 ),
-                None,
             )),
         }
     }
@@ -465,7 +452,7 @@ where
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use codex_asp::approval::{ChannelHandler, ApprovalHandler, Decision, ServerReply, ServerRequestCtx};
-/// use codex_asp::protocol::RequestId;
+/// use codex_asp::jsonrpc::RequestId;
 /// use serde_json::json;
 ///
 /// let (handler, mut requests) = ChannelHandler::new(8);
@@ -605,9 +592,9 @@ mod tests {
             json!({"decision": "denied"})
         );
         let other = ctx("attestation/generate", json!({}));
-        let (code, message, _) = other.encode_reply(Decision::Decline.into()).unwrap_err();
-        assert_eq!(code, error_codes::METHOD_NOT_FOUND);
-        assert!(message.contains("attestation/generate"), "{message}");
+        let error = other.encode_reply(Decision::Decline.into()).unwrap_err();
+        assert_eq!(error.code, error_codes::METHOD_NOT_FOUND);
+        assert!(error.message.contains("attestation/generate"), "{error}");
         assert_eq!(
             other
                 .encode_reply(ServerReply::Result(json!({"token": "t"})))

@@ -3,17 +3,16 @@
 //! One enum, [`Error`], with structured fields: the JSON-RPC method and error code of a refused
 //! request, the exit status and stderr tail of an app-server that went away, the URL of a
 //! socket that refused us. At the codex-core [`Backend`](codex_core::Backend) boundary it
-//! converts into [`codex_core::Error::Backend`] (see [`Error::into_core`]).
+//! converts into a codex-core error through the one conversion,
+//! `From<Error> for codex_core::Error`.
 
 use std::fmt;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
-use codex_core::BackendKind;
-use serde_json::Value;
-
-use crate::protocol::error_codes;
+use crate::jsonrpc::{JsonRpcError, error_codes};
+use codex_core::{BackendKind, ExitSummary};
 
 /// Shorthand for `Result<T, codex_asp::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -22,11 +21,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// ```
 /// use codex_asp::Error;
+/// use codex_asp::jsonrpc::JsonRpcError;
 /// let err = Error::Rpc {
 ///     method: "thread/start".into(),
-///     code: -32001,
-///     message: "Server overloaded; retry later.".into(),
-///     data: None,
+///     error: JsonRpcError::new(-32001, "Server overloaded; retry later."),
 /// };
 /// assert!(err.is_overloaded());
 /// assert_eq!(err.to_string(), "thread/start failed: Server overloaded; retry later. (JSON-RPC error -32001)");
@@ -35,16 +33,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The app-server answered a request with a JSON-RPC error.
-    #[error("{method} failed: {message} (JSON-RPC error {code})")]
+    #[error("{method} failed: {} (JSON-RPC error {})", error.message, error.code)]
     Rpc {
         /// The method that was called.
         method: String,
-        /// The JSON-RPC error code (see [`error_codes`]).
-        code: i64,
-        /// The server's message.
-        message: String,
-        /// The error's `data`, when the server sent one.
-        data: Option<Value>,
+        /// The server's error object (code, message, data; see [`error_codes`]).
+        error: JsonRpcError,
     },
 
     /// The connection is gone: the app-server exited, the socket closed, or this side closed it.
@@ -162,12 +156,17 @@ pub enum Error {
 }
 
 impl Error {
-    /// The JSON-RPC error code, for [`Error::Rpc`].
-    pub fn code(&self) -> Option<i64> {
+    /// The server's JSON-RPC error object, for [`Error::Rpc`].
+    pub fn rpc_error(&self) -> Option<&JsonRpcError> {
         match self {
-            Error::Rpc { code, .. } => Some(*code),
+            Error::Rpc { error, .. } => Some(error),
             _ => None,
         }
+    }
+
+    /// The JSON-RPC error code, for [`Error::Rpc`].
+    pub fn code(&self) -> Option<i64> {
+        self.rpc_error().map(|e| e.code)
     }
 
     /// Whether the server said it is overloaded (-32001): retry later, with backoff.
@@ -211,11 +210,22 @@ impl Error {
         }
     }
 
-    /// Converts into the codex-core error of a backend of kind `backend`
-    /// ([`codex_core::Error::Backend`]; launch errors stay codex-core errors).
-    pub fn into_core(self, backend: BackendKind) -> codex_core::Error {
+    /// The conversion to codex-core (see `From<Error> for codex_core::Error`), for a backend
+    /// of kind `backend` that was doing `context` ("while running turn ...") when it failed.
+    pub(crate) fn into_core(self, backend: BackendKind, context: &str) -> codex_core::Error {
         match self {
             Error::Launch(inner) => inner,
+            Error::Closed {
+                reason:
+                    CloseReason::ProcessExited {
+                        status,
+                        stderr_tail,
+                    },
+            } => codex_core::Error::ProcessExited {
+                status: ExitSummary::from_status(status),
+                context: context.to_owned(),
+                stderr_tail,
+            },
             other => codex_core::Error::backend(backend, other),
         }
     }
@@ -233,21 +243,20 @@ impl Error {
 }
 
 impl From<Error> for codex_core::Error {
-    /// Wraps as a [`codex_core::Error::Backend`] of the app-server backend.
+    /// The one conversion of this crate's errors to codex-core: an app-server that exited
+    /// becomes [`codex_core::Error::ProcessExited`] (exit status and stderr tail), launch
+    /// errors stay codex-core errors, everything else is a [`codex_core::Error::Backend`] of
+    /// the app-server backend with the [`Error`] as source.
     fn from(err: Error) -> Self {
-        err.into_core(BackendKind::AppServer)
+        err.into_core(BackendKind::AppServer, "while talking to codex app-server")
     }
 }
 
-/// Renders an exit status the way codex-core does: `exit code 1`, `signal 9`.
+/// Renders an exit status the way codex-core does: `exit code 1`, `signal 9, SIGKILL`.
 pub(crate) fn render_status(status: &ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    if let Some(code) = status.code() {
-        format!("exit code {code}")
-    } else if let Some(signal) = status.signal() {
-        format!("signal {signal}")
-    } else {
-        status.to_string()
+    match codex_core::ExitSummary::from_status(*status) {
+        codex_core::ExitSummary::Unknown => status.to_string(),
+        known => known.to_string(),
     }
 }
 
@@ -346,7 +355,7 @@ mod tests {
         });
         assert_eq!(
             err.to_string(),
-            "the connection to codex app-server is closed: codex app-server exited (signal 9); stderr: boom"
+            "the connection to codex app-server is closed: codex app-server exited (signal 9, SIGKILL); stderr: boom"
         );
         let status = err.exit_status().unwrap();
         assert_eq!(

@@ -9,31 +9,24 @@
 //!   launching a listening server), [`transport::memory`] (in-memory, for tests).
 //! - [`Connection`]: requests and responses, notifications routed to [`Subscription`]s by
 //!   thread or turn, the `initialize` handshake, typed requests through [`protocol`].
+//! - [`jsonrpc`]: the one JSON-RPC model: [`jsonrpc::RequestId`], [`jsonrpc::JsonRpcError`]
+//!   (used by [`Error::Rpc`], approvals and the broker) and codex's error codes.
 //! - [`approval`]: server-to-client requests (command / file-change / permission approvals,
 //!   user input, MCP elicitations) answered by a pluggable [`approval::ApprovalHandler`].
 //! - [`service`]: the connection as a [`tower::Service`], with retry-on-overload, timeout and
 //!   concurrency-limit layers.
 //! - [`protocol`]: the typed App Server Protocol of codex 0.171.0 (the pinned version).
+//! - [`backend`]: [`AspBackend`], the codex-core `Backend` over an app-server.
+//! - [`broker`]: one warm app-server shared by many clients (the client API, and the server
+//!   that the `codex-broker` binary of the `codex-broker` package runs).
 //!
-//! Every failure is an [`Error`]; at the codex-core boundary it becomes
-//! [`codex_core::Error::Backend`].
+//! Every failure is an [`Error`]; at the codex-core boundary it converts with
+//! `From<Error> for codex_core::Error` (an exited app-server becomes
+//! [`codex_core::Error::ProcessExited`], the rest [`codex_core::Error::Backend`]).
 //!
-//! ## Facts verified on codex-cli 0.169.0
-//!
-//! - JSON-RPC 2.0 without the `"jsonrpc"` member (this client accepts both and does not send
-//!   it). Messages may carry extra members (`emittedAtMs`), which are ignored.
-//! - Requests before `initialize` get -32600 "Not initialized"; unknown methods and bad
-//!   params are -32600 too (not -32601); overload is -32001.
-//! - Server-to-client requests use ids counting from 0, overlapping the client's ids; an
-//!   answered approval is followed by `serverRequest/resolved {threadId, requestId}`.
-//! - stdio: one JSON per line; killing the process group ends stdout at once.
-//! - `--listen ws://127.0.0.1:0` binds a free port and prints
-//!   `listening on: ws://127.0.0.1:PORT` on stderr; `GET /readyz` answers 200; with
-//!   `--ws-auth capability-token --ws-token-file ABS` a missing or wrong
-//!   `Authorization: Bearer` token is answered 401 (body "missing websocket bearer token"
-//!   when absent).
-//! - `--listen unix://PATH` makes `PATH` a symlink to a socket under `/tmp/codex-daemon-UID/`
-//!   and speaks WebSocket over it.
+//! What codex's app-server does on the wire (verified against the real binary) is written
+//! where it is used: [`protocol`] (JSON-RPC dialect, error codes, ordering), [`transport`]
+//! (`--listen` addresses, readiness, capability tokens), [`broker`].
 //!
 //! ```no_run
 //! # async fn demo() -> codex_asp::Result<()> {
@@ -65,8 +58,10 @@ pub mod connection;
 pub mod error;
 #[cfg(test)]
 mod fuzz;
+pub mod jsonrpc;
 pub mod protocol;
 pub mod service;
+mod time;
 pub mod transport;
 
 pub use approval::{
@@ -74,8 +69,8 @@ pub use approval::{
 };
 pub use backend::AspBackend;
 pub use connection::{
-    Connection, ConnectionOptions, ConnectionStats, Event, Filter, Notification, Overflow,
-    Subscription,
+    Connection, ConnectionEvent, ConnectionOptions, ConnectionStats, Filter, Notification,
+    Overflow, Subscription,
 };
 pub use error::{CloseReason, Error, Result};
 pub use service::{AspService, OverloadRetry, RawRequest, TypedService};

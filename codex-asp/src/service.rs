@@ -13,7 +13,9 @@
 //!   [`tower::retry::Policy`] with exponential backoff and jitter;
 //! - concurrency limits: [`tower::limit::ConcurrencyLimitLayer`].
 //!
-//! [`standard_stack`] composes all three.
+//! [`standard_stack`] composes all three. [`AspBackend`](crate::AspBackend) sends every
+//! request through [`AspService`] and the [`OverloadRetry`] layer
+//! ([`AspBackendOptions::overload_retry`](crate::backend::AspBackendOptions::overload_retry)).
 //!
 //! ```no_run
 //! # async fn demo(conn: codex_asp::Connection) -> Result<(), tower::BoxError> {
@@ -42,7 +44,9 @@ use serde_json::Value;
 use tokio_util::sync::PollSender;
 use tower::BoxError;
 
-use crate::connection::{Connection, Outbound, decode_result, encode_params};
+use crate::connection::{
+    Connection, Filter, Outbound, Overflow, Subscription, decode_result, encode_params,
+};
 use crate::error::{CloseReason, Error, Result};
 use crate::protocol::Request;
 
@@ -108,22 +112,33 @@ impl AspService {
     }
 
     fn start(&mut self, method: &str, params: Value) -> BoxFuture<Result<Value>> {
-        let (outbound, call) =
-            match self
-                .conn
-                .prepare(method, &params, None, crate::connection::Overflow::Lag)
-            {
-                Ok(prepared) => prepared,
-                Err(e) => {
-                    self.sender.abort_send();
-                    return Box::pin(std::future::ready(Err(e)));
-                }
-            };
+        let fut = self.start_subscribed(method, params, None, Overflow::Lag);
+        Box::pin(async move { fut.await.map(|(value, _)| value) })
+    }
+
+    /// Sends a request that subscribes with `filter_for(result)` when its answer arrives
+    /// (see [`Connection::request_raw_subscribed_with`]).
+    fn start_subscribed(
+        &mut self,
+        method: &str,
+        params: Value,
+        filter_for: Option<FilterFor>,
+        overflow: Overflow,
+    ) -> BoxFuture<Result<(Value, Option<Subscription>)>> {
+        let filter_for =
+            filter_for.map(|f| Box::new(f) as Box<dyn FnOnce(&Value) -> Option<Filter> + Send>);
+        let (outbound, call) = match self.conn.prepare(method, params, filter_for, overflow) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                self.sender.abort_send();
+                return Box::pin(std::future::ready(Err(e)));
+            }
+        };
         if self.sender.send_item(outbound).is_err() {
             let conn = self.conn.clone();
             return Box::pin(async move { Err(Error::closed(conn.closed().await)) });
         }
-        Box::pin(async move { call.finish().await.map(|(value, _)| value) })
+        Box::pin(call.finish())
     }
 }
 
@@ -141,6 +156,43 @@ impl tower::Service<RawRequest> for AspService {
 
     fn call(&mut self, request: RawRequest) -> Self::Future {
         self.start(&request.method, request.params)
+    }
+}
+
+/// Which subscription a request's result opens (e.g. [`Filter::result_thread`]).
+pub(crate) type FilterFor = fn(&Value) -> Option<Filter>;
+
+/// A request that subscribes when its answer arrives: what [`Subscribing`] serves. Cloneable,
+/// so that [`OverloadRetry`] can send it again.
+#[derive(Debug, Clone)]
+pub(crate) struct SubscribedRequest {
+    pub method: &'static str,
+    pub params: Value,
+    pub filter_for: FilterFor,
+    pub overflow: Overflow,
+}
+
+/// [`AspService`] for requests that open a subscription with their answer (`thread/start`,
+/// `thread/resume`, `thread/fork` of the backend).
+#[derive(Debug, Clone)]
+pub(crate) struct Subscribing(pub AspService);
+
+impl tower::Service<SubscribedRequest> for Subscribing {
+    type Response = (Value, Option<Subscription>);
+    type Error = Error;
+    type Future = BoxFuture<Result<Self::Response>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        tower::Service::<RawRequest>::poll_ready(&mut self.0, cx)
+    }
+
+    fn call(&mut self, request: SubscribedRequest) -> Self::Future {
+        self.0.start_subscribed(
+            request.method,
+            request.params,
+            Some(request.filter_for),
+            request.overflow,
+        )
     }
 }
 

@@ -16,7 +16,7 @@ use codex_asp::protocol::{InitializeCapabilities, InitializeParams, ModelList, M
 use codex_asp::service::{AspService, OverloadRetry, RawRequest, TypedService, standard_stack};
 use codex_asp::transport::memory::{self, MemoryServer};
 use codex_asp::transport::{Frame, FrameRead, FrameWrite, Transport, TransportOptions};
-use codex_asp::{CloseReason, Connection, ConnectionOptions, Error, Event, Filter};
+use codex_asp::{CloseReason, Connection, ConnectionEvent, ConnectionOptions, Error, Filter};
 use serde_json::{Value, json};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -120,16 +120,12 @@ async fn errors_are_typed_and_null_params_become_an_object() {
         .unwrap_err();
     assert!(err.is_invalid_request(), "{err}");
     match &err {
-        Error::Rpc {
-            method,
-            code,
-            message,
-            data,
-        } => {
+        Error::Rpc { method, error } => {
             assert_eq!(method, "model/list");
-            assert_eq!(*code, -32600);
-            assert_eq!(message, "Not initialized");
-            assert_eq!(*data, None);
+            assert_eq!(error.code, -32600);
+            assert_eq!(error.message, "Not initialized");
+            assert_eq!(error.data, None);
+            assert!(error.is_not_initialized());
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -138,7 +134,9 @@ async fn errors_are_typed_and_null_params_become_an_object() {
         .await
         .unwrap_err();
     assert!(err.is_overloaded(), "{err}");
-    assert!(matches!(&err, Error::Rpc { data: Some(d), .. } if d["x"] == 1));
+    assert!(
+        matches!(&err, Error::Rpc { error, .. } if error.data.as_ref().is_some_and(|d| d["x"] == 1))
+    );
     fake.await.unwrap();
 }
 
@@ -355,7 +353,10 @@ async fn slow_subscribers_lag_explicitly_and_requests_keep_flowing() {
         assert_eq!(n.params()["i"], i);
     }
     server.notify("n", json!({"i": 20})).await.unwrap();
-    assert!(matches!(slow.recv().await.unwrap(), Event::Lagged(16)));
+    assert!(matches!(
+        slow.recv().await.unwrap(),
+        ConnectionEvent::Lagged(16)
+    ));
     let n = slow.next_notification().await.unwrap();
     assert_eq!(n.params()["i"], 20);
 
@@ -368,7 +369,10 @@ async fn slow_subscribers_lag_explicitly_and_requests_keep_flowing() {
     for i in 21..25 {
         assert_eq!(slow.next_notification().await.unwrap().params()["i"], i);
     }
-    assert!(matches!(slow.recv().await.unwrap(), Event::Lagged(5)));
+    assert!(matches!(
+        slow.recv().await.unwrap(),
+        ConnectionEvent::Lagged(5)
+    ));
     let err = slow.recv().await.unwrap_err();
     assert!(err.is_closed(), "{err}");
 }
@@ -403,7 +407,7 @@ async fn garbage_is_reported_and_skipped() {
     let mut reasons = Vec::new();
     for _ in 0..5 {
         match all.recv().await.unwrap() {
-            Event::Garbage(g) => reasons.push(g.reason.to_string()),
+            ConnectionEvent::Garbage(g) => reasons.push(g.reason.to_string()),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -615,7 +619,7 @@ async fn default_handler_declines_and_ids_do_not_collide() {
     );
     // observers saw the requests
     match all.recv().await.unwrap() {
-        Event::ServerRequest(r) => {
+        ConnectionEvent::ServerRequest(r) => {
             assert_eq!(r.method(), "item/commandExecution/requestApproval");
             assert_eq!(r.turn_id(), Some("u"));
         }

@@ -12,7 +12,9 @@ use codex_asp::backend::{AspBackendOptions, asp_error};
 use codex_asp::protocol::InitializeParams;
 use codex_asp::transport::memory::{self, MemoryServer};
 use codex_asp::transport::{TransportOptions, stdio};
-use codex_asp::{AspBackend, Connection, ConnectionOptions, Error, Event, Filter, Overflow};
+use codex_asp::{
+    AspBackend, Connection, ConnectionEvent, ConnectionOptions, Error, Filter, Overflow,
+};
 use codex_core::process::CodexCommand;
 use codex_core::{Backend, Capabilities, CodexBinary, CodexVersion, TaskSpec};
 use serde_json::{Value, json};
@@ -264,7 +266,7 @@ async fn a_burst_of_deltas_reaches_a_slow_coalescing_subscriber_whole() {
         let mut n = 0;
         while n < BURST.div_ceil(1000) {
             match other.recv().await.unwrap() {
-                Event::Notification(_) => n += 1,
+                ConnectionEvent::Notification(_) => n += 1,
                 e => panic!("{e:?}"),
             }
         }
@@ -285,7 +287,7 @@ async fn a_burst_of_deltas_reaches_a_slow_coalescing_subscriber_whole() {
         if events.is_multiple_of(50) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let Event::Notification(n) = event else {
+        let ConnectionEvent::Notification(n) = event else {
             panic!("our subscriber got {event:?}");
         };
         match n.method() {
@@ -310,7 +312,7 @@ async fn a_burst_of_deltas_reaches_a_slow_coalescing_subscriber_whole() {
     // the subscriber that never read lags, explicitly
     let mut lagged = 0;
     while let Ok(Ok(event)) = tokio::time::timeout(Duration::from_millis(200), idle.recv()).await {
-        if let Event::Lagged(n) = event {
+        if let ConnectionEvent::Lagged(n) = event {
             lagged += n;
         }
     }

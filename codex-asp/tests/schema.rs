@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use codex_asp::jsonrpc::{JsonRpcError, RequestId, error_codes};
 use codex_asp::protocol::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -1,6 +1,6 @@
 //! Building the command line of `codex exec --json` from a [`TaskSpec`].
 //!
-//! [`build_args`] is a pure function of the probed [`Capabilities`], the task, the [`Mode`]
+//! [`build_args`] is a pure function of the probed [`Capabilities`], the task, the [`ThreadMode`]
 //! (new thread or resume) and the paths of the temporary files ([`ArgFiles`]). It decides
 //! every flag from the capabilities, never from a version number:
 //!
@@ -35,19 +35,19 @@ use crate::error::{Command, Error, Result};
 
 /// Whether a run starts a new thread or continues one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum ThreadMode {
     /// `codex exec`: a new thread.
     New,
     /// `codex exec resume ID`: one more turn on an existing thread.
     Resume(ThreadId),
 }
 
-impl Mode {
+impl ThreadMode {
     /// The sub-command this mode runs.
     pub fn command(&self) -> Command {
         match self {
-            Mode::New => Command::Exec,
-            Mode::Resume(_) => Command::ExecResume,
+            ThreadMode::New => Command::Exec,
+            ThreadMode::Resume(_) => Command::ExecResume,
         }
     }
 }
@@ -55,7 +55,7 @@ impl Mode {
 /// Paths of the temporary files a run hands to codex.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ArgFiles {
+pub(crate) struct ArgFiles {
     /// The file holding the task's output schema (`--output-schema`); `None` when the task
     /// has none.
     pub output_schema: Option<PathBuf>,
@@ -82,7 +82,7 @@ impl ArgFiles {
     }
 }
 
-/// Which flags the sub-command of a [`Mode`] accepts.
+/// Which flags the sub-command of a [`ThreadMode`] accepts.
 struct Accepts<'a> {
     caps: &'a Capabilities,
     command: Command,
@@ -114,38 +114,15 @@ impl Accepts<'_> {
 /// Pure: reads no file and no environment. Paths are passed as given; the backend makes
 /// them absolute first. The spec is expected to be valid ([`TaskSpec::validate`]).
 ///
-/// ```
-/// use codex_cli_backend::{ArgFiles, Mode, build_args};
-/// use codex_core::{Capabilities, Preset, TaskSpec};
-/// // what `codex exec --help` / `codex exec resume --help` of 0.169.0 list (abridged)
-/// let caps = Capabilities::from_help(
-///     "  -c, --config <key=value>\n  -s, --sandbox <MODE>\n  -C, --cd <DIR>\n      --json\n",
-///     "  -c, --config <key=value>\n      --json\n",
-/// );
-/// let spec = TaskSpec::new("fix it").cwd("/repo").preset(Preset::FullAuto);
-/// let args = build_args(&caps, &spec, &Mode::New, &ArgFiles::none()).unwrap();
-/// assert_eq!(
-///     args,
-///     ["exec", "--json", "--sandbox", "workspace-write", "-c", "approval_policy=\"on-request\"",
-///      "--cd", "/repo", "--", "-"]
-/// );
-/// let args = build_args(&caps, &spec, &Mode::Resume("t-1".into()), &ArgFiles::none()).unwrap();
-/// assert_eq!(
-///     args,
-///     ["exec", "resume", "--json", "-c", "sandbox_mode=\"workspace-write\"",
-///      "-c", "approval_policy=\"on-request\"", "--", "t-1", "-"]
-/// );
-/// ```
-///
 /// # Errors
 /// [`Error::UnsupportedFlag`] when the task needs a flag this codex lacks (images, output
 /// schema, ephemeral threads, `--skip-git-repo-check`, JSON output),
 /// [`Error::NullConfigValue`] / [`Error::BadConfigOverride`] for overrides that have no
 /// TOML form.
-pub fn build_args(
+pub(crate) fn build_args(
     caps: &Capabilities,
     spec: &TaskSpec,
-    mode: &Mode,
+    mode: &ThreadMode,
     files: &ArgFiles,
 ) -> Result<Vec<OsString>> {
     let cmd = Accepts {
@@ -153,7 +130,7 @@ pub fn build_args(
         command: mode.command(),
     };
     let mut args: Vec<OsString> = vec!["exec".into()];
-    if let Mode::Resume(_) = mode {
+    if let ThreadMode::Resume(_) = mode {
         args.push("resume".into());
     }
 
@@ -278,7 +255,7 @@ pub fn build_args(
 
     // positionals: [THREAD_ID] and the prompt on stdin
     args.push("--".into());
-    if let Mode::Resume(id) = mode {
+    if let ThreadMode::Resume(id) = mode {
         args.push(id.as_str().into());
     }
     args.push("-".into());
@@ -331,7 +308,7 @@ fn toml_str(s: &str) -> String {
 /// # Errors
 /// [`Error::NullConfigValue`] when the value is or contains `null`;
 /// [`Error::BadConfigOverride`] when TOML cannot hold it (e.g. an integer above `i64::MAX`).
-pub fn toml_value(key: &str, value: &serde_json::Value) -> Result<String> {
+pub(crate) fn toml_value(key: &str, value: &serde_json::Value) -> Result<String> {
     if let Some(path) = find_null(value, "$".to_owned()) {
         return Err(Error::NullConfigValue {
             key: key.to_owned(),
@@ -505,7 +482,7 @@ mod tests {
             .join(" ")
     }
 
-    fn args(caps: &Capabilities, spec: &TaskSpec, mode: &Mode) -> Vec<String> {
+    fn args(caps: &Capabilities, spec: &TaskSpec, mode: &ThreadMode) -> Vec<String> {
         build_args(caps, spec, mode, &ArgFiles::none())
             .unwrap()
             .into_iter()
@@ -513,8 +490,8 @@ mod tests {
             .collect()
     }
 
-    fn resume() -> Mode {
-        Mode::Resume("0199a213-81c0-7800-8aa1-bbab2a035a53".into())
+    fn resume() -> ThreadMode {
+        ThreadMode::Resume("0199a213-81c0-7800-8aa1-bbab2a035a53".into())
     }
 
     fn presets() -> [(&'static str, TaskSpec); 4] {
@@ -533,7 +510,7 @@ mod tests {
     fn presets_on_0_169_without_full_auto() {
         let caps = caps_0_169();
         for (name, spec) in presets() {
-            let new = args(&caps, &spec, &Mode::New);
+            let new = args(&caps, &spec, &ThreadMode::New);
             assert!(!new.contains(&"--full-auto".to_owned()), "{name}");
             insta::assert_snapshot!(format!("preset_0_169_new_{name}"), render_strs(&new));
             let res = args(&caps, &spec, &resume());
@@ -548,7 +525,7 @@ mod tests {
         for (name, spec) in presets() {
             insta::assert_snapshot!(
                 format!("preset_0_100_new_{name}"),
-                render_strs(&args(&caps, &spec, &Mode::New))
+                render_strs(&args(&caps, &spec, &ThreadMode::New))
             );
             insta::assert_snapshot!(
                 format!("preset_0_100_resume_{name}"),
@@ -558,7 +535,7 @@ mod tests {
         let full = args(
             &caps,
             &TaskSpec::new("p").preset(Preset::FullAuto),
-            &Mode::New,
+            &ThreadMode::New,
         );
         assert!(full.contains(&"--full-auto".to_owned()));
         assert!(!full.iter().any(|a| a.contains("approval_policy")));
@@ -599,7 +576,7 @@ mod tests {
     #[test]
     fn every_option_on_each_cli_and_mode() {
         for (caps_name, caps) in [("0_169", caps_0_169()), ("0_100", caps_old())] {
-            for (mode_name, mode) in [("new", Mode::New), ("resume", resume())] {
+            for (mode_name, mode) in [("new", ThreadMode::New), ("resume", resume())] {
                 let spec = everything();
                 let result = build_args(&caps, &spec, &mode, &all_files());
                 let text = match result {
@@ -641,7 +618,7 @@ mod tests {
         let a = args(
             &caps_0_169(),
             &TaskSpec::new("p").image("/i.png"),
-            &Mode::New,
+            &ThreadMode::New,
         );
         assert_eq!(&a[a.len() - 2..], ["--", "-"]);
         let a = args(&caps_0_169(), &TaskSpec::new("p"), &resume());
@@ -651,7 +628,11 @@ mod tests {
         );
         assert_eq!(&a[..3], ["exec", "resume", "--json"]);
         // the prompt never goes into argv
-        let a = args(&caps_0_169(), &TaskSpec::new("secret words"), &Mode::New);
+        let a = args(
+            &caps_0_169(),
+            &TaskSpec::new("secret words"),
+            &ThreadMode::New,
+        );
         assert!(!a.iter().any(|x| x.contains("secret")));
     }
 
@@ -673,7 +654,7 @@ mod tests {
         for flag in ["--sandbox", "-s", "--cd", "-C", "--add-dir"] {
             assert!(!a.contains(&flag.to_owned()), "{flag} in {a:?}");
         }
-        let a = args(&caps_0_169(), &spec, &Mode::New);
+        let a = args(&caps_0_169(), &spec, &ThreadMode::New);
         for flag in ["--sandbox", "--cd", "--add-dir"] {
             assert!(a.contains(&flag.to_owned()), "{flag} missing in {a:?}");
         }
@@ -727,7 +708,7 @@ mod tests {
         let err = build_args(
             &caps_0_169(),
             &TaskSpec::new("p").config("mcp_servers", json!({"a": {"args": [1, null]}})),
-            &Mode::New,
+            &ThreadMode::New,
             &ArgFiles::none(),
         )
         .unwrap_err();
@@ -744,7 +725,7 @@ mod tests {
         assert!(matches!(err, Error::BadConfigOverride { .. }), "{err}");
         for key in ["a=b", "", "a b", ".a", "a..b"] {
             let spec = TaskSpec::new("p").config(key, 1);
-            let err = build_args(&caps_0_169(), &spec, &Mode::New, &ArgFiles::none());
+            let err = build_args(&caps_0_169(), &spec, &ThreadMode::New, &ArgFiles::none());
             assert!(
                 matches!(err, Err(Error::BadConfigOverride { .. })),
                 "{key:?}: {err:?}"
@@ -758,7 +739,7 @@ mod tests {
         let err = build_args(
             &bare,
             &TaskSpec::new("p").ephemeral(true),
-            &Mode::New,
+            &ThreadMode::New,
             &ArgFiles::none(),
         )
         .unwrap_err();
@@ -776,7 +757,7 @@ mod tests {
         let err = build_args(
             &bare,
             &TaskSpec::new("p"),
-            &Mode::New,
+            &ThreadMode::New,
             &ArgFiles::none().output_schema("/s.json"),
         )
         .unwrap_err();
@@ -796,14 +777,20 @@ mod tests {
         let a = build_args(
             &bare,
             &TaskSpec::new("p").model("m"),
-            &Mode::New,
+            &ThreadMode::New,
             &ArgFiles::none().last_message("/l.txt"),
         )
         .unwrap();
         assert_eq!(render(&a), "exec --json -c model=\"m\" -- -");
         // the older event flag
         let exp = Capabilities::from_help("      --experimental-json\n", "");
-        let a = build_args(&exp, &TaskSpec::new("p"), &Mode::New, &ArgFiles::none()).unwrap();
+        let a = build_args(
+            &exp,
+            &TaskSpec::new("p"),
+            &ThreadMode::New,
+            &ArgFiles::none(),
+        )
+        .unwrap();
         assert_eq!(render(&a), "exec --experimental-json -- -");
     }
 
@@ -812,7 +799,7 @@ mod tests {
         let spec = TaskSpec::new("p")
             .effort(ReasoningEffort::Low)
             .config("model_reasoning_effort", "high");
-        let a = args(&caps_0_169(), &spec, &Mode::New);
+        let a = args(&caps_0_169(), &spec, &ThreadMode::New);
         let ours = a
             .iter()
             .position(|x| x == "model_reasoning_effort=\"low\"")
@@ -822,5 +809,57 @@ mod tests {
             .position(|x| x == "model_reasoning_effort=\"high\"")
             .unwrap();
         assert!(ours < theirs);
+    }
+
+    /// The example of `build_args`: 0.169.0's flags, a full-auto task, new and resumed.
+    #[test]
+    fn build_args_example() {
+        use codex_core::{Capabilities, Preset, TaskSpec};
+        // what `codex exec --help` / `codex exec resume --help` of 0.169.0 list (abridged)
+        let caps = Capabilities::from_help(
+            "  -c, --config <key=value>\n  -s, --sandbox <MODE>\n  -C, --cd <DIR>\n      --json\n",
+            "  -c, --config <key=value>\n      --json\n",
+        );
+        let spec = TaskSpec::new("fix it")
+            .cwd("/repo")
+            .preset(Preset::FullAuto);
+        let args = build_args(&caps, &spec, &ThreadMode::New, &ArgFiles::none()).unwrap();
+        assert_eq!(
+            args,
+            [
+                "exec",
+                "--json",
+                "--sandbox",
+                "workspace-write",
+                "-c",
+                "approval_policy=\"on-request\"",
+                "--cd",
+                "/repo",
+                "--",
+                "-"
+            ]
+        );
+        let args = build_args(
+            &caps,
+            &spec,
+            &ThreadMode::Resume("t-1".into()),
+            &ArgFiles::none(),
+        )
+        .unwrap();
+        assert_eq!(
+            args,
+            [
+                "exec",
+                "resume",
+                "--json",
+                "-c",
+                "sandbox_mode=\"workspace-write\"",
+                "-c",
+                "approval_policy=\"on-request\"",
+                "--",
+                "t-1",
+                "-"
+            ]
+        );
     }
 }

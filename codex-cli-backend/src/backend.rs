@@ -17,7 +17,7 @@ use tokio::process::ChildStdin;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
-use crate::args::{ArgFiles, Mode, build_args};
+use crate::args::{ArgFiles, ThreadMode, build_args};
 use crate::decode::{DEFAULT_MAX_LINE_BYTES, JsonlFraming};
 use crate::error::Error;
 
@@ -27,6 +27,9 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// process tree is killed and the outcome reported. The real codex exits within a fraction
 /// of a second; this bounds one that does not.
 const EXIT_AFTER_TURN: Duration = Duration::from_secs(3);
+/// How long codex may take to exit once its stdout ended before the turn did; then its
+/// process tree is killed and the run fails ([`codex_core::Error::ProcessExited`]).
+const EXIT_AFTER_EOF: Duration = Duration::from_secs(2);
 /// How long `codex login --with-api-key` may take.
 const LOGIN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -226,15 +229,22 @@ impl CliBackend {
         &self.inner.binary
     }
 
-    /// The arguments a run of `spec` in `mode` would get (with `files` as its temp files),
-    /// for logs and dry runs.
+    /// The arguments (after the program name) a run of `spec` on a new thread would get,
+    /// built from this codex's probed flags; for logs and dry runs. Temporary files (output
+    /// schema, last message) are left out.
     ///
     /// # Errors
-    /// As [`build_args`].
-    pub fn args_for(
+    /// [`Error::UnsupportedFlag`] when the task needs a flag this codex lacks,
+    /// [`Error::NullConfigValue`] / [`Error::BadConfigOverride`] for overrides that have no
+    /// TOML form.
+    pub fn args_for(&self, spec: &TaskSpec) -> Result<Vec<OsString>, Error> {
+        self.args_with(spec, &ThreadMode::New, &ArgFiles::none())
+    }
+
+    fn args_with(
         &self,
         spec: &TaskSpec,
-        mode: &Mode,
+        mode: &ThreadMode,
         files: &ArgFiles,
     ) -> Result<Vec<OsString>, Error> {
         build_args(self.inner.binary.capabilities(), spec, mode, files)
@@ -343,7 +353,7 @@ impl CliBackend {
         cmd
     }
 
-    async fn launch(&self, spec: TaskSpec, mode: Mode) -> codex_core::Result<Run> {
+    async fn launch(&self, spec: TaskSpec, mode: ThreadMode) -> codex_core::Result<Run> {
         spec.validate()?;
         let spec = absolutize(spec)?;
         if spec.service_tier == Some(ServiceTier::Fast) {
@@ -387,7 +397,7 @@ impl CliBackend {
                 })?;
             files = files.output_schema(path);
         }
-        let args = self.args_for(&spec, &mode, &files)?;
+        let args = self.args_with(&spec, &mode, &files)?;
 
         let mut cmd = self.inner.binary.command(args).stdin(Stdio::Piped);
         if let Some(cwd) = &spec.cwd {
@@ -453,7 +463,7 @@ impl Backend for CliBackend {
     }
 
     async fn start(&self, spec: TaskSpec) -> codex_core::Result<Run> {
-        self.launch(spec, Mode::New).await
+        self.launch(spec, ThreadMode::New).await
     }
 
     async fn resume(&self, thread_id: &ThreadId, spec: TaskSpec) -> codex_core::Result<Run> {
@@ -463,7 +473,8 @@ impl Backend for CliBackend {
                 reason: format!("{:?} is not a thread id", thread_id.as_str()),
             });
         }
-        self.launch(spec, Mode::Resume(thread_id.clone())).await
+        self.launch(spec, ThreadMode::Resume(thread_id.clone()))
+            .await
     }
 }
 
@@ -489,13 +500,6 @@ struct Driver {
     tmp: Option<tempfile::TempDir>,
 }
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Driver {
     async fn drive(
         mut self,
@@ -518,7 +522,7 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break Stop::Cancelled,
-                _ = sleep_until_opt(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
+                _ = codex_core::util::sleep_until(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
                 frame = frames.next() => match frame {
                     Some(Ok(frame)) => {
                         let Some(event) = frame.into_event() else { continue };
@@ -529,7 +533,7 @@ impl Driver {
                         tokio::select! {
                             biased;
                             _ = self.cancel.cancelled() => break Stop::Cancelled,
-                            _ = sleep_until_opt(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
+                            _ = codex_core::util::sleep_until(deadline) => break Stop::Timeout(self.timeout.unwrap_or_default()),
                             _ = self.sink.emit(event) => {}
                         }
                         if self.sink.saw_terminal() && wind_down.is_none() {
@@ -551,7 +555,7 @@ impl Driver {
                     let at = Instant::now() + DRAIN_AFTER_EXIT;
                     drain_until = Some(drain_until.map_or(at, |d| d.min(at)));
                 }
-                _ = sleep_until_opt(drain_until) => {
+                _ = codex_core::util::sleep_until(drain_until) => {
                     tracing::debug!("codex exited but its stdout stayed open; stopping");
                     break Stop::Eof;
                 }
@@ -588,11 +592,14 @@ impl Driver {
                 self.finish_ended().await;
             }
             Stop::Eof => {
+                // stdout ended before the turn did: codex is exiting, or it closed its output
+                // and lingers (then only a timeout, if there is one, would end the run)
                 let waited = tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => Some(Stop::Cancelled),
-                    _ = sleep_until_opt(deadline) => Some(Stop::Timeout(self.timeout.unwrap_or_default())),
+                    _ = codex_core::util::sleep_until(deadline) => Some(Stop::Timeout(self.timeout.unwrap_or_default())),
                     _ = self.proc.wait() => None,
+                    () = tokio::time::sleep(EXIT_AFTER_EOF) => Some(Stop::Eof),
                 };
                 let thread_id = self.sink.thread_id().cloned();
                 match waited {
@@ -601,6 +608,20 @@ impl Driver {
                         self.remove_temp_files();
                         self.sink
                             .fail(codex_core::Error::Timeout { after, thread_id });
+                    }
+                    Some(Stop::Eof) => {
+                        tracing::debug!(
+                            "codex closed its output before the turn ended but did not exit; killing its process tree"
+                        );
+                        self.kill().await;
+                        let err = self
+                            .proc
+                            .exited_error(format!(
+                                "after it closed its output before the turn ended (no turn.completed or turn.failed) and did not exit within {EXIT_AFTER_EOF:?}"
+                            ))
+                            .await;
+                        self.remove_temp_files();
+                        self.sink.fail(err);
                     }
                     Some(_) => {
                         self.kill().await;
@@ -923,6 +944,51 @@ exit 0"#;
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("{stderr_tail:?}"));
         assert!(wait_gone(pid).await, "the background sleep {pid} survived");
+    }
+
+    #[tokio::test]
+    async fn a_codex_that_closes_its_output_mid_turn_and_lingers_is_killed_without_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        // the turn starts, then codex closes its stdout and neither exits nor ends the turn
+        let body = format!(
+            r#"cat > /dev/null
+echo $$ >> '{pids}'
+echo '{{"type":"thread.started","thread_id":"t-c"}}'
+echo '{{"type":"turn.started"}}'
+exec 1>&-
+echo 'closed my output' >&2
+exec sleep 300"#,
+            pids = pids.display()
+        );
+        // no timeout at all: only noticing the end of stdout can end this run
+        let b = CliBackend::builder()
+            .binary(script(dir.path(), "codex", &body))
+            .temp_dir(tmp.path())
+            .build()
+            .unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(60), b.run(TaskSpec::new("x")))
+            .await
+            .expect("the run ended without a timeout")
+            .unwrap_err();
+        match &err {
+            CoreError::ProcessExited {
+                status,
+                stderr_tail,
+                context,
+            } => {
+                assert_eq!(*status, codex_core::ExitSummary::Signal(9), "{err}");
+                assert!(stderr_tail.contains("closed my output"), "{err}");
+                assert!(context.contains("closed its output"), "{err}");
+            }
+            other => panic!("expected ProcessExited, got {other:?}"),
+        }
+        for pid in std::fs::read_to_string(&pids).unwrap().lines() {
+            let pid: u32 = pid.trim().parse().unwrap();
+            assert!(wait_gone(pid).await, "{pid} survived");
+        }
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]

@@ -87,11 +87,6 @@ impl JsonlFraming {
             discarding: false,
         }
     }
-
-    /// The line limit.
-    pub fn max_line_bytes(&self) -> usize {
-        self.max
-    }
 }
 
 fn lossy_line(bytes: &[u8]) -> String {

@@ -454,7 +454,7 @@ impl CachedProbe {
 
 /// The cache file for `path`: `<state root>/probe-cache/<fnv of canonical path, size, mtime>.json`.
 fn cache_file(path: &Path) -> Option<PathBuf> {
-    cache_file_in(&crate::jobs::state_root().ok()?, path)
+    cache_file_in(&crate::paths::state_root().ok()?, path)
 }
 
 fn cache_file_in(root: &Path, path: &Path) -> Option<PathBuf> {
@@ -472,11 +472,7 @@ fn cache_file_in(root: &Path, path: &Path) -> Option<PathBuf> {
         mtime.as_secs(),
         mtime.subsec_nanos()
     );
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.as_bytes() {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = crate::util::fnv1a64(key.as_bytes());
     Some(root.join("probe-cache").join(format!("{hash:016x}.json")))
 }
 

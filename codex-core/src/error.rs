@@ -48,7 +48,7 @@ pub enum Error {
     /// The codex process ended before the turn did.
     #[error("codex exited ({status}) {context}{}", tail_suffix(stderr_tail))]
     ProcessExited {
-        /// Exit code or signal, rendered (`exit code 1`, `signal 9`).
+        /// Exit code or signal, rendered (`exit code 1`, `signal 9, SIGKILL`).
         status: ExitSummary,
         /// What we were waiting for when it exited.
         context: String,
@@ -177,9 +177,10 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
-    /// A job store error.
-    #[error(transparent)]
-    Store(#[from] crate::jobs::StoreError),
+    /// No directory for codex-bridge's state could be determined (see
+    /// [`paths::state_root`](crate::paths::state_root)).
+    #[error("no state directory: set {}", crate::paths::STATE_DIR_ENV)]
+    NoStateDir,
 
     /// An I/O error while doing `context`.
     #[error("{context}")]
@@ -262,7 +263,10 @@ impl std::fmt::Display for ExitSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ExitSummary::Code(c) => write!(f, "exit code {c}"),
-            ExitSummary::Signal(s) => write!(f, "signal {s}"),
+            ExitSummary::Signal(s) => match nix::sys::signal::Signal::try_from(*s) {
+                Ok(signal) => write!(f, "signal {s}, {}", signal.as_str()),
+                Err(_) => write!(f, "signal {s}"),
+            },
             ExitSummary::Unknown => f.write_str("unknown status"),
         }
     }

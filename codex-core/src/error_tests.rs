@@ -4,7 +4,6 @@
 use std::error::Error as StdError;
 
 use super::*;
-use crate::jobs::StoreError;
 
 /// Each level's own message, naively joined (no deduplication): what any chain printer
 /// (anyhow's `{:#}`, a `caused by:` loop) would show.
@@ -57,12 +56,6 @@ fn core_errors_tell_each_cause_once() {
     );
     assert_told_once(&nested, "CAUSE-nested");
     assert_told_once(&nested, "could not start codex");
-    let store = StoreError::Io {
-        context: "writing".into(),
-        source: io("CAUSE-store"),
-    };
-    assert_told_once(&store, "CAUSE-store");
-    assert_told_once(&Error::from(store), "CAUSE-store");
     // errors without a source are their message
     let not_found = Error::NotFound {
         looked_at: "CODEX_BIN=/no/such/codex".into(),
@@ -105,4 +98,13 @@ fn the_chain_does_not_repeat_a_foreign_error_that_embeds_its_source() {
         error_chain(&err),
         "stopped on the app-server backend: app-server backend"
     );
+}
+
+#[test]
+fn exit_summaries_name_the_signal() {
+    assert_eq!(ExitSummary::Code(7).to_string(), "exit code 7");
+    assert_eq!(ExitSummary::Signal(11).to_string(), "signal 11, SIGSEGV");
+    assert_eq!(ExitSummary::Signal(9).to_string(), "signal 9, SIGKILL");
+    // a number that is no signal is still rendered
+    assert_eq!(ExitSummary::Signal(250).to_string(), "signal 250");
 }

@@ -15,8 +15,8 @@
 //!   [`process`] launches it in its own process group, killed on drop, with a bounded stderr
 //!   tail.
 //! - [`auth`] models how codex is signed in and which features that allows.
-//! - [`workspace`] states where Codex may write, and how to allow more.
-//! - [`jobs`] holds job records and the on-disk, multi-process-safe job store.
+//! - [`writable_roots`] states where Codex may write, and how to allow more.
+//! - [`paths`] names the state directory every crate keeps its files under.
 //!
 //! This crate opens no socket and knows no wire format: JSONL decoding lives in
 //! `codex-cli-backend`, JSON-RPC in `codex-asp`.
@@ -30,15 +30,14 @@ pub mod backend;
 pub mod binary;
 mod error;
 pub mod event;
-#[cfg(test)]
-mod fuzz;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod jobs;
+pub mod paths;
 pub mod process;
 pub mod spec;
-pub mod workspace;
+pub mod util;
+pub mod writable_roots;
 
 pub use auth::{AuthContext, AuthMode, Feature};
 pub use backend::{Backend, BackendKind, CancelHandle, Run, RunSink, TurnOutcome};

@@ -1,7 +1,8 @@
 //! Test support for codex-bridge: a scriptable mock of the OpenAI Responses API
 //! ([`mock::MockModel`]), a private offline `CODEX_HOME` ([`home::CodexHome`]), throw-away
 //! workspaces ([`home::TempWorkspace`]), the pinned-codex locator ([`pinned::pinned_codex`]),
-//! process checks ([`procs`]) and a codex whose app-server never answers ([`silent`]).
+//! process checks ([`procs`]), a codex whose app-server never answers ([`silent`]) and the
+//! workspace's binaries for other packages' tests ([`bins`]).
 //!
 //! The crate also builds binaries: `fake-codex`, a fault-injecting stand-in for codex
 //! (`env!("CARGO_BIN_EXE_fake-codex")` in this package's tests; see its source for the
@@ -12,6 +13,7 @@
 //! ([`fixtures_dir`]).
 
 pub mod bench;
+pub mod bins;
 pub mod home;
 pub mod mock;
 pub mod pinned;

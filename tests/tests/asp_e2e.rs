@@ -1126,7 +1126,7 @@ async fn websocket_turn_with_a_token_and_401_without() {
         }
         other => panic!("{other}"),
     }
-    let core = codex_asp::backend::to_core(err, codex_core::BackendKind::AppServer, "connecting");
+    let core = codex_core::Error::from(err);
     assert!(
         codex_core::error_chain(&core).contains("missing or wrong capability token"),
         "{core}"

@@ -14,7 +14,7 @@ use codex_asp::broker::{
     ExitReason,
 };
 use codex_asp::protocol::InitializeParams;
-use codex_asp::{Connection, ConnectionOptions, Event, Notification, Subscription};
+use codex_asp::{Connection, ConnectionEvent, ConnectionOptions, Notification, Subscription};
 use codex_bridge_tests::home::ENV_TO_REMOVE;
 use codex_bridge_tests::pinned::target_dir;
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace, pinned_codex, procs};
@@ -356,8 +356,8 @@ async fn an_approval_goes_to_the_owning_client_and_its_accept_runs_the_command()
     // the bystander saw no approval and nothing of that thread
     while let Some(event) = futures::FutureExt::now_or_never(bystander.events.recv()) {
         match event.expect("open") {
-            Event::ServerRequest(r) => panic!("the bystander got an approval: {r:?}"),
-            Event::Notification(n) => assert_ne!(n.thread_id(), Some(thread.as_str())),
+            ConnectionEvent::ServerRequest(r) => panic!("the bystander got an approval: {r:?}"),
+            ConnectionEvent::Notification(n) => assert_ne!(n.thread_id(), Some(thread.as_str())),
             _ => {}
         }
     }

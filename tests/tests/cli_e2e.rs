@@ -12,12 +12,12 @@ use codex_bridge_tests::procs::{
     kill_all_of, processes_with_env, wait_until_gone_async, wait_until_home_is_quiet,
 };
 use codex_bridge_tests::{CodexHome, MockModel, Reply, TempWorkspace};
-use codex_cli_backend::{ArgFiles, CliBackend, Mode};
+use codex_cli_backend::CliBackend;
 use codex_core::ExitSummary;
 use codex_core::event::{FileChangeKind, ItemStatus};
 use codex_core::{
-    AuthMode, Backend, CodexBinary, Error, Event, Feature, ItemDetails, Preset, ReasoningEffort,
-    SandboxMode, ServiceTier, TaskSpec,
+    AuthContext, AuthMode, Backend, CodexBinary, Error, Event, Feature, ItemDetails, Preset,
+    ReasoningEffort, SandboxMode, ServiceTier, TaskSpec,
 };
 use serde_json::json;
 
@@ -304,9 +304,7 @@ async fn full_auto_preset_uses_the_flags_this_codex_accepts() {
     let backend = backend(&home).await;
 
     let spec = task(&ws, "write a file").preset(Preset::FullAuto);
-    let args = backend
-        .args_for(&spec, &Mode::New, &ArgFiles::none())
-        .unwrap();
+    let args = backend.args_for(&spec).unwrap();
     // `--full-auto` where this codex has it (up to 0.125.0); 0.169.0 rejects it.
     if pinned().await.capabilities().exec_accepts("--full-auto") {
         assert!(args.iter().any(|a| a == "--full-auto"), "{args:?}");
@@ -1153,17 +1151,28 @@ async fn realistic_home_completed_turn_leaves_no_process() {
 #[tokio::test(flavor = "multi_thread")]
 async fn realistic_home_auth_mode_without_and_with_a_stored_key() {
     let mock = MockModel::start().await;
+    let binary = pinned().await;
+    let login_status = |home: &CodexHome| {
+        let mut ctx = AuthContext::new().envs(home.env());
+        for key in ENV_TO_REMOVE {
+            ctx = ctx.env_remove(*key);
+        }
+        let binary = binary.clone();
+        async move { binary.login_status(&ctx).await.unwrap() }
+    };
     let fresh = CodexHome::realistic(&mock);
+    // the realistic home's provider needs no OpenAI login: the provider decides ...
     assert_eq!(
         backend(&fresh).await.auth_mode().await.unwrap(),
-        AuthMode::None
+        AuthMode::OtherProvider {
+            name: "mock".into()
+        }
     );
+    // ... and `codex login status` (run under the slow login profile) reports the store
+    assert_eq!(login_status(&fresh).await, AuthMode::None);
     let stored = CodexHome::realistic(&mock);
     stored.store_api_key("sk-test-realistic-123456789").unwrap();
-    assert_eq!(
-        backend(&stored).await.auth_mode().await.unwrap(),
-        AuthMode::ApiKey
-    );
+    assert_eq!(login_status(&stored).await, AuthMode::ApiKey);
     assert_home_is_quiet(&fresh, "codex login status").await;
     assert_home_is_quiet(&stored, "codex login status").await;
 }

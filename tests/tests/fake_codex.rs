@@ -219,8 +219,165 @@ fn hang_mode_keeps_a_child_in_its_process_group() {
         .expect("killing the group ends the sleep child too");
 }
 
+/// Runs `fake-codex app-server` in `mode` with `input` (JSON-RPC lines) on stdin; returns
+/// its output.
+fn app_server(mode: &str, input: &[serde_json::Value]) -> Output {
+    use std::io::Write;
+    let mut child = fake(mode, &["app-server"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in input {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn one_turn() -> Vec<serde_json::Value> {
+    vec![
+        serde_json::json!({"id": 0, "method": "initialize", "params": {"clientInfo": {"name": "t", "version": "0"}}}),
+        serde_json::json!({"method": "initialized"}),
+        serde_json::json!({"id": 1, "method": "thread/start", "params": {"cwd": "/tmp"}}),
+        serde_json::json!({"id": 2, "method": "turn/start", "params": {"threadId": "thr-1", "input": [{"type": "text", "text": "hello"}]}}),
+        serde_json::json!({"id": 3, "method": "no/such", "params": {}}),
+    ]
+}
+
 #[test]
-fn app_server_is_not_written_yet() {
-    let output = run("asp-garbage", &["app-server"]);
-    assert_eq!(output.status.code(), Some(2));
+fn app_server_plays_a_turn() {
+    let output = app_server("ok", &one_turn());
+    assert!(output.status.success());
+    let lines: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["id"], 0);
+    assert!(lines[0]["result"]["userAgent"].is_string());
+    assert_eq!(lines[1]["result"]["thread"]["id"], "thr-1");
+    assert_eq!(lines[2]["result"]["turn"]["id"], "turn-1");
+    let methods: Vec<&str> = lines.iter().filter_map(|l| l["method"].as_str()).collect();
+    assert_eq!(
+        methods,
+        ["turn/started", "item/completed", "turn/completed"]
+    );
+    assert_eq!(lines[4]["params"]["item"]["text"], "fake: hello");
+    assert_eq!(lines[5]["params"]["turn"]["status"], "completed");
+    assert_eq!(lines[6]["error"]["code"], -32600);
+}
+
+#[test]
+fn app_server_fault_lines_come_mid_turn() {
+    for (mode, bad) in [
+        ("deep-json", "deep"),
+        ("bad-utf8", "utf8"),
+        ("huge-line", "huge"),
+    ] {
+        let output = app_server(mode, &one_turn());
+        assert!(output.status.success(), "{mode}");
+        let lines: Vec<&[u8]> = output.stdout.split(|b| *b == b'\n').collect();
+        let parsed: Vec<Option<serde_json::Value>> = lines
+            .iter()
+            .map(|l| serde_json::from_slice(l).ok())
+            .collect();
+        // turn/started, then the fault, then the message that follows it and the end
+        let started = parsed
+            .iter()
+            .position(|v| v.as_ref().is_some_and(|v| v["method"] == "turn/started"))
+            .unwrap();
+        let after = parsed
+            .iter()
+            .position(|v| {
+                v.as_ref()
+                    .is_some_and(|v| v["params"]["item"]["text"] == "fake: after the fault")
+            })
+            .unwrap();
+        assert!(after > started + 1, "{mode}");
+        match bad {
+            "deep" => assert!(lines[started + 1].len() > 200_000, "{mode}"),
+            "utf8" => assert!(std::str::from_utf8(lines[started + 1]).is_err(), "{mode}"),
+            _ => assert_eq!(lines[started + 1].len(), 20 * 1024 * 1024, "{mode}"),
+        }
+        assert!(stdout(&output).contains("turn/completed"), "{mode}");
+    }
+}
+
+#[test]
+fn app_server_dies_mid_turn() {
+    use std::os::unix::process::ExitStatusExt;
+    let output = app_server("exit-mid-stream", &one_turn());
+    assert_eq!(output.status.code(), Some(7));
+    assert!(!output.stdout.ends_with(b"\n"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("fake: lost the stream"));
+    let output = app_server("segv", &one_turn());
+    assert_eq!(output.status.signal(), Some(11));
+    let output = app_server("exit-now", &[]);
+    assert_eq!(output.status.code(), Some(3));
+}
+
+#[test]
+fn exec_faults() {
+    use std::os::unix::process::ExitStatusExt;
+    let output = run("exit-mid-stream", &["exec", "--json", "hi"]);
+    assert_eq!(output.status.code(), Some(7));
+    assert!(stdout(&output).ends_with("agent_mes"));
+    let output = run("segv", &["exec", "--json", "hi"]);
+    assert_eq!(output.status.signal(), Some(11));
+    let output = run("deep-json", &["exec", "--json", "hi"]);
+    assert!(output.status.success());
+    assert!(stdout(&output).lines().any(|l| l.len() > 200_000));
+    assert!(stdout(&output).contains("fake: after the fault"));
+    let output = run("bad-utf8", &["exec", "--json", "hi"]);
+    assert!(output.status.success());
+    assert!(std::str::from_utf8(&output.stdout).is_err());
+}
+
+/// `close-stdout` ends its stdout but keeps running, with a detached child; `silent` and a
+/// hanging probe print nothing and keep running.
+#[test]
+fn lingering_modes_keep_running_with_a_detached_child() {
+    use std::io::Read;
+    for (mode, probe, args) in [
+        ("close-stdout", "", &["exec", "--json", "hi"][..]),
+        ("silent", "", &["exec", "--json", "hi"][..]),
+        ("ok", "hang-version", &["--version"][..]),
+        ("ok", "hang-help", &["exec", "--help"][..]),
+    ] {
+        let marker = format!("fake-linger-{}-{mode}-{probe}", std::process::id());
+        let mut child = fake(mode, args)
+            .env("FAKE_CODEX_PROBE", probe)
+            .env("FAKE_TEST_MARKER", &marker)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        if mode == "close-stdout" {
+            // the end of stdout comes while the fake still runs (nothing else holds the pipe)
+            let mut out = String::new();
+            stdout.read_to_string(&mut out).unwrap();
+            assert_eq!(out.lines().count(), 2, "{out}");
+        }
+        assert!(child.try_wait().unwrap().is_none(), "{mode} {probe} exited");
+        // the fake and its detached child (in a group of its own)
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while processes_with_env("FAKE_TEST_MARKER", &marker).len() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{mode} {probe}: no child"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for pid in processes_with_env("FAKE_TEST_MARKER", &marker) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = child.wait();
+        drop(stdout);
+        wait_until_gone("FAKE_TEST_MARKER", &marker, Duration::from_secs(10)).unwrap();
+    }
 }

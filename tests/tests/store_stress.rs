@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use codex_agent::jobs::JobStore;
 use codex_bridge_tests::bench::store::{self, StressConfig};
-use codex_core::jobs::JobStore;
 
 fn bench_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_codex-bridge-bench"))

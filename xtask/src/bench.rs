@@ -69,7 +69,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         "--bin",
         "codex-bridge-bench",
         "-p",
-        "codex-asp",
+        "codex-broker",
         "--bin",
         "codex-broker",
     ]))

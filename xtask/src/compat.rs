@@ -8,8 +8,8 @@
 //!
 //! - `cli`: `codex-bridge-tests` `cli_e2e` and `harness` (its `codex exec` tests),
 //!   `codex-agent` `exec_e2e`;
-//! - `asp`: `codex-asp` `transport` and `broker` (the `codex-broker` binary; most of its tests
-//!   use an in-memory app-server), `codex-bridge-tests` `asp_e2e`, `broker_e2e` and the
+//! - `asp`: `codex-asp` `transport` and `broker` (most of its tests use an in-memory
+//!   app-server), `codex-broker` `cli` (the binary), `codex-bridge-tests` `asp_e2e`, `broker_e2e` and the
 //!   app-server test of `harness`, `codex-agent` `companion_e2e` (through the broker or a
 //!   private app-server).
 //!
@@ -154,6 +154,13 @@ const ASP: Suite = Suite {
             package: "codex-asp",
             dir: "codex-asp",
             test: "broker",
+            only: None,
+            skip: None,
+        },
+        Part {
+            package: "codex-broker",
+            dir: "codex-broker",
+            test: "cli",
             only: None,
             skip: None,
         },
@@ -654,7 +661,7 @@ mod tests {
         assert!(expr.contains("binary(harness) & test(app_server))"));
         assert!(expr.ends_with(") & not test(=a_test)"));
         let args = target_args(&parts);
-        assert_eq!(args.iter().filter(|a| *a == "-p").count(), 3);
+        assert_eq!(args.iter().filter(|a| *a == "-p").count(), 4);
         assert_eq!(args.iter().filter(|a| *a == "--test").count(), 8);
     }
 

@@ -13,7 +13,7 @@ use crate::{cargo, describe, workspace_root};
 /// The binaries of a distribution: (package, binary).
 pub const BINARIES: [(&str, &str); 2] = [
     ("codex-agent", "codex-companion"),
-    ("codex-asp", "codex-broker"),
+    ("codex-broker", "codex-broker"),
 ];
 
 /// The cargo target folder: `CARGO_TARGET_DIR` (relative to the workspace) or `target/`.

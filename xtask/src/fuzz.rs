@@ -32,7 +32,7 @@ enum Target {
     Jsonrpc,
     /// The connection driver over the in-memory transport (codex-asp).
     Connection,
-    /// Job records on disk (codex-core).
+    /// Job records on disk (codex-agent's job store).
     JobStore,
     /// The command line of codex-companion (codex-agent).
     CompanionCli,

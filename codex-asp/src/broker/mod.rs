@@ -44,7 +44,7 @@
 //! One broker runs per (codex binary, `CODEX_HOME`) pair. Its files are named by a short hash
 //! of that pair, `broker-<key>.{sock,pid,lock,log}`, in `$XDG_RUNTIME_DIR/codex-bridge/broker/`
 //! when `XDG_RUNTIME_DIR` is set, else in `<state root>/broker/`
-//! ([`codex_core::jobs::state_root`]), or in [`BrokerOptions::socket_dir`]. When the socket
+//! ([`codex_core::paths::state_root`]), or in [`BrokerOptions::socket_dir`]. When the socket
 //! path would exceed the 107 bytes a unix socket address holds, `/tmp/codex-bridge-<uid>/` is
 //! used instead. The directory is created with mode 0700 (an existing one must belong to
 //! this user), the socket is made 0600, and every connection's peer uid is checked
@@ -100,6 +100,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::connection::ConnectionOptions;
+use crate::jsonrpc::JsonRpcError;
 use crate::protocol::{InitializeCapabilities, InitializeParams};
 use crate::transport::Transport;
 
@@ -135,7 +136,7 @@ pub mod codes {
     /// A request that would write a thread owned by another connected client: code -32600
     /// (as codex's own "already has an active writer"), with `data.reason` =
     /// [`THREAD_OWNED_REASON`], `data.threadId` and `data.owner` (`{client, name, pid}`).
-    pub const THREAD_OWNED: i64 = crate::protocol::error_codes::INVALID_REQUEST;
+    pub const THREAD_OWNED: i64 = crate::jsonrpc::error_codes::INVALID_REQUEST;
     /// `data.reason` of a [`THREAD_OWNED`] error.
     pub const THREAD_OWNED_REASON: &str = "threadOwned";
     /// The app-server exited while the request was in flight; `data` decodes as
@@ -452,11 +453,11 @@ pub struct RunningTurn {
 /// ```
 /// use codex_asp::broker::{AppServerExit, codes};
 /// use serde_json::json;
+/// use codex_asp::jsonrpc::JsonRpcError;
 /// let err = codex_asp::Error::Rpc {
 ///     method: "turn/start".into(),
-///     code: codes::APP_SERVER_EXITED,
-///     message: "codex app-server exited (signal 9)".into(),
-///     data: Some(json!({"reason": "appServerExited", "signal": 9, "stderrTail": "boom", "message": "codex app-server exited (signal 9)"})),
+///     error: JsonRpcError::new(codes::APP_SERVER_EXITED, "codex app-server exited (signal 9)")
+///         .with_data(json!({"reason": "appServerExited", "signal": 9, "stderrTail": "boom", "message": "codex app-server exited (signal 9)"})),
 /// };
 /// let exit = AppServerExit::from_error(&err).unwrap();
 /// assert_eq!(exit.signal, Some(9));
@@ -492,8 +493,8 @@ pub struct AppServerExit {
 impl AppServerExit {
     /// The exit carried by a [`codes::APP_SERVER_EXITED`] error, if `err` is one.
     pub fn from_error(err: &crate::Error) -> Option<AppServerExit> {
-        match err {
-            crate::Error::Rpc {
+        match err.rpc_error()? {
+            JsonRpcError {
                 code: codes::APP_SERVER_EXITED,
                 data: Some(data),
                 ..
@@ -513,12 +514,12 @@ impl AppServerExit {
 
 /// Whether `err` is the broker's refusal of a thread owned by another client.
 pub fn is_thread_owned(err: &crate::Error) -> bool {
-    match err {
-        crate::Error::Rpc {
+    match err.rpc_error() {
+        Some(JsonRpcError {
             code: codes::THREAD_OWNED,
             data: Some(data),
             ..
-        } => data.get("reason").and_then(Value::as_str) == Some(codes::THREAD_OWNED_REASON),
+        }) => data.get("reason").and_then(Value::as_str) == Some(codes::THREAD_OWNED_REASON),
         _ => false,
     }
 }

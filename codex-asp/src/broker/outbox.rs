@@ -14,10 +14,10 @@ use std::collections::VecDeque;
 
 use serde_json::{Map, Value};
 
-use crate::connection::message;
 use crate::connection::subscription::{
     COALESCED_METHODS, MAX_COALESCED_BYTES, MERGE_LOOKBACK, same_stream,
 };
+use crate::jsonrpc::Message;
 
 /// From this many waiting lines on, deltas are merged.
 pub(crate) const MERGE_AFTER: usize = 256;
@@ -171,7 +171,11 @@ impl Outbox {
             } => {
                 self.merged_bytes = self.merged_bytes.saturating_sub(text.len());
                 params.insert("delta".into(), Value::String(text));
-                match message::encode_notification(&method, &Value::Object(params)) {
+                let message = Message::Notification {
+                    method,
+                    params: Value::Object(params),
+                };
+                match message.encode() {
                     Ok(line) => line,
                     Err(e) => {
                         tracing::warn!("could not encode merged deltas: {e}");
@@ -190,7 +194,12 @@ mod tests {
 
     fn delta(item: &str, text: &str) -> Outgoing {
         let params = json!({"threadId": "t", "turnId": "u", "itemId": item, "delta": text});
-        let line = message::encode_notification("item/agentMessage/delta", &params).unwrap();
+        let line = Message::Notification {
+            method: "item/agentMessage/delta".into(),
+            params: params.clone(),
+        }
+        .encode()
+        .unwrap();
         Outgoing::notification(line, "item/agentMessage/delta", params)
     }
 

@@ -103,7 +103,7 @@ impl BrokerPaths {
 }
 
 /// The default directory: `$XDG_RUNTIME_DIR/codex-bridge/broker` when that variable is set,
-/// else `<state root>/broker` ([`codex_core::jobs::state_root`]).
+/// else `<state root>/broker` ([`codex_core::paths::state_root`]).
 pub(crate) fn default_dir() -> Result<PathBuf> {
     if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         let runtime = PathBuf::from(runtime);
@@ -111,7 +111,7 @@ pub(crate) fn default_dir() -> Result<PathBuf> {
             return Ok(runtime.join("codex-bridge").join("broker"));
         }
     }
-    let root = codex_core::jobs::state_root().map_err(|e| Error::Config {
+    let root = codex_core::paths::state_root().map_err(|e| Error::Config {
         detail: format!(
             "no directory for the broker's socket ({e}); set BrokerOptions::socket_dir"
         ),

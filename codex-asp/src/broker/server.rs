@@ -12,12 +12,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::time::sleep_until_opt;
+
 use super::error::{Error, Result};
 use super::hub::{ClientId, Hub, HubConfig};
 use super::outbox::{Outbox, Outgoing};
 use super::paths::{self, BrokerPaths};
 use super::{BrokerOptions, Launcher};
-use crate::protocol::error_codes;
+use crate::jsonrpc::error_codes;
 use crate::transport::{Frame, FrameWrite, TransportOptions, lines, stdio};
 use codex_core::process::CodexCommand;
 
@@ -265,9 +267,7 @@ impl Broker {
         let my_uid = paths::current_uid();
         let reason = loop {
             let idle_at = match (idle_since, self.idle_timeout) {
-                (Some(since), Some(timeout)) => {
-                    Some(since + timeout.min(Duration::from_secs(365 * 24 * 3600)))
-                }
+                (Some(since), Some(timeout)) => Some(crate::time::deadline_from(since, timeout)),
                 _ => None,
             };
             let init_at = self.hub.init_deadline();
@@ -485,11 +485,4 @@ pub(super) fn refusal_line(peer_uid: u32, my_uid: u32) -> String {
     .to_string();
     line.push('\n');
     line
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

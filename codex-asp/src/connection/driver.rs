@@ -8,14 +8,15 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use crate::time::sleep_until_opt;
 use tokio_util::sync::CancellationToken;
 
-use super::message::{self, Incoming};
-use super::subscription::{Event, SubEntry};
+use super::subscription::{ConnectionEvent, SubEntry};
 use super::{Outbound, Outcome, Shared};
 use crate::approval::{ApprovalHandler, Decision, ServerReply, ServerRequestCtx};
 use crate::error::{CloseReason, Error};
-use crate::protocol::RequestId;
+use crate::jsonrpc::{JsonRpcError, Message, RequestId};
 use crate::transport::{Frame, FrameRead, FrameWrite, Garbage};
 
 /// After a write failure, how long the reader gets to report a better reason (the process's
@@ -138,13 +139,6 @@ impl Drop for CloseOnDrop {
     }
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Driver {
     async fn run(mut self) {
         let mut write_failure: Option<(Instant, Error)> = None;
@@ -166,7 +160,7 @@ impl Driver {
                         if let Some(tx) = self.writer_close.take() {
                             let _ = tx.send(());
                         }
-                        let at = crate::transport::deadline(grace);
+                        let at = crate::time::deadline(grace);
                         closing = Some(closing.map_or(at, |c| c.min(at)));
                     }
                     None => ctl_open = false,
@@ -205,11 +199,11 @@ impl Driver {
     }
 
     fn on_text(&mut self, text: &str) {
-        match message::parse(text) {
+        match Message::parse(text) {
             Err(reason) => self.on_garbage(Garbage::new(reason, text)),
-            Ok(Incoming::Response { id, outcome }) => self.on_response(id, outcome),
-            Ok(Incoming::Notification { method, params }) => self.on_notification(method, params),
-            Ok(Incoming::Request { id, method, params }) => {
+            Ok(Message::Response { id, outcome }) => self.on_response(id, outcome),
+            Ok(Message::Notification { method, params }) => self.on_notification(method, params),
+            Ok(Message::Request { id, method, params }) => {
                 self.on_server_request(id, method, params)
             }
         }
@@ -218,14 +212,10 @@ impl Driver {
     fn on_garbage(&self, garbage: Garbage) {
         tracing::warn!(transport = %self.label, "skipping a frame from codex app-server: {garbage}");
         self.shared.counters.garbage.fetch_add(1, Ordering::Relaxed);
-        self.dispatch(Event::Garbage(Arc::new(garbage)));
+        self.dispatch(ConnectionEvent::Garbage(Arc::new(garbage)));
     }
 
-    fn on_response(
-        &self,
-        id: serde_json::Value,
-        outcome: Result<serde_json::Value, message::RpcError>,
-    ) {
+    fn on_response(&self, id: serde_json::Value, outcome: Result<serde_json::Value, JsonRpcError>) {
         let entry = id
             .as_i64()
             .and_then(|id| self.shared.lock().pending.remove(&id));
@@ -286,7 +276,7 @@ impl Driver {
             }
         }
         let notification = super::Notification::new(method, params);
-        self.dispatch(Event::Notification(Arc::new(notification)));
+        self.dispatch(ConnectionEvent::Notification(Arc::new(notification)));
     }
 
     fn on_server_request(&self, id: RequestId, method: String, params: serde_json::Value) {
@@ -303,7 +293,7 @@ impl Driver {
             seq
         };
         let ctx = ServerRequestCtx::with_token(id, method, params, token);
-        self.dispatch(Event::ServerRequest(Arc::new(ctx.clone())));
+        self.dispatch(ConnectionEvent::ServerRequest(Arc::new(ctx.clone())));
         let responder = Responder {
             shared: self.shared.clone(),
             reply_tx: self.reply_tx.clone(),
@@ -319,7 +309,7 @@ impl Driver {
     }
 
     /// Delivers an event to every matching subscriber, without waiting for any.
-    fn dispatch(&self, event: Event) {
+    fn dispatch(&self, event: ConnectionEvent) {
         let lagged = &self.shared.counters.lagged;
         let coalesced = &self.shared.counters.coalesced;
         let mut st = self.shared.lock();
@@ -376,10 +366,7 @@ impl Responder {
                 }
             }
         }
-        let text = match self.ctx.encode_reply(reply) {
-            Ok(result) => message::encode_result(id, &result),
-            Err((code, msg, data)) => message::encode_error(id, code, &msg, data.as_ref()),
-        };
+        let text = Message::response(id, self.ctx.encode_reply(reply)).encode();
         match text {
             Ok(text) => {
                 tracing::debug!(%id, method = self.ctx.method(), "answering server request");

@@ -13,11 +13,11 @@
 //!   own (their ids come from the server's counter and overlap ours); each is answered
 //!   exactly once, declined if the handler fails;
 //! - delivers notifications, in order, to [`Subscription`]s: everything, one thread, or one
-//!   turn. Queues are bounded; a subscriber that falls behind gets [`Event::Lagged`] instead
+//!   turn. Queues are bounded; a subscriber that falls behind gets [`ConnectionEvent::Lagged`] instead
 //!   of silently missing events, and never slows the connection down. A subscription with
 //!   [`Overflow::CoalesceDeltas`] (the turn a client drives) merges text deltas instead, so
 //!   that a burst does not cost a reader that keeps up on average anything;
-//! - skips frames that are not JSON-RPC messages ([`Event::Garbage`] on [`Filter::All`]
+//! - skips frames that are not JSON-RPC messages ([`ConnectionEvent::Garbage`] on [`Filter::All`]
 //!   subscriptions, [`ConnectionStats::garbage_frames`], a tracing warning);
 //! - when the app-server exits or the socket closes, fails every pending request and ends
 //!   every subscription with [`Error::Closed`], carrying the exit status and stderr tail,
@@ -80,18 +80,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::approval::{ApprovalHandler, DeclineAll};
 use crate::error::{CloseReason, Error, Result};
-use crate::protocol::{Initialize, InitializeParams, InitializeResponse, Request, RequestId};
+use crate::jsonrpc::{JsonRpcError, Message, RequestId};
+use crate::protocol::{Initialize, InitializeParams, InitializeResponse, Request};
 use crate::transport::{DEFAULT_MAX_MESSAGE_BYTES, ProcessHandle, Transport};
 
 mod driver;
-pub(crate) mod message;
 pub(crate) mod subscription;
 
 pub use subscription::{
-    COALESCED_METHODS, Event, Filter, MAX_COALESCED_BYTES, Notification, Overflow, Subscription,
+    COALESCED_METHODS, ConnectionEvent, Filter, MAX_COALESCED_BYTES, Notification, Overflow,
+    Subscription,
 };
 
-use message::RpcError;
 use subscription::{QueueSender, SubEntry};
 
 /// The default [`ConnectionOptions::handshake_timeout`]: 30 s.
@@ -202,7 +202,7 @@ pub(crate) struct Outbound {
 /// What a pending request receives.
 pub(crate) enum Outcome {
     Ok { value: Value, subscribed: bool },
-    Rpc(RpcError),
+    Rpc(JsonRpcError),
     Failed(Error),
 }
 
@@ -326,12 +326,7 @@ impl PendingCall {
             Ok(Outcome::Ok { value, subscribed }) => {
                 Ok((value, if subscribed { sub } else { None }))
             }
-            Ok(Outcome::Rpc(e)) => Err(Error::Rpc {
-                method,
-                code: e.code,
-                message: e.message,
-                data: e.data,
-            }),
+            Ok(Outcome::Rpc(error)) => Err(Error::Rpc { method, error }),
             Ok(Outcome::Failed(e)) => Err(e),
             Err(_) => Err(Error::closed(conn.closed().await)),
         }
@@ -412,7 +407,7 @@ impl Connection {
             self.notify_raw("initialized", Value::Null).await?;
             Ok(response)
         };
-        match tokio::time::timeout_at(crate::transport::deadline(after), handshake).await {
+        match tokio::time::timeout_at(crate::time::deadline(after), handshake).await {
             Ok(result) => result,
             Err(_) => {
                 let error = Error::HandshakeTimeout {
@@ -458,7 +453,7 @@ impl Connection {
     ///
     /// Dropping the future forgets the request (its answer, if any, is discarded).
     pub async fn request_raw(&self, method: &str, params: Value) -> Result<Value> {
-        let (outbound, call) = self.prepare(method, &params, None, Overflow::Lag)?;
+        let (outbound, call) = self.prepare(method, params, None, Overflow::Lag)?;
         self.enqueue(outbound).await?;
         call.finish().await.map(|(value, _)| value)
     }
@@ -487,7 +482,7 @@ impl Connection {
         overflow: Overflow,
     ) -> Result<(Value, Option<Subscription>)> {
         let (outbound, call) =
-            self.prepare(method, &params, Some(Box::new(filter_for)), overflow)?;
+            self.prepare(method, params, Some(Box::new(filter_for)), overflow)?;
         self.enqueue(outbound).await?;
         call.finish().await
     }
@@ -521,11 +516,14 @@ impl Connection {
 
     /// Sends a notification (`params` omitted when `null`).
     pub async fn notify_raw(&self, method: &str, params: Value) -> Result<()> {
-        let text =
-            message::encode_notification(method, &params).map_err(|source| Error::Encode {
-                method: method.to_owned(),
-                source,
-            })?;
+        let message = Message::Notification {
+            method: method.to_owned(),
+            params,
+        };
+        let text = message.encode().map_err(|source| Error::Encode {
+            method: method.to_owned(),
+            source,
+        })?;
         self.check_size(&text)?;
         if let Some(reason) = self.close_reason() {
             return Err(Error::closed(reason));
@@ -617,13 +615,18 @@ impl Connection {
     pub(crate) fn prepare(
         &self,
         method: &str,
-        params: &Value,
+        params: Value,
         subscribe: Option<FilterFn>,
         overflow: Overflow,
     ) -> Result<(Outbound, PendingCall)> {
         let shared = &self.inner.shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let text = message::encode_request(id, method, params).map_err(|source| Error::Encode {
+        let message = Message::Request {
+            id: RequestId::Integer(id),
+            method: method.to_owned(),
+            params,
+        };
+        let text = message.encode().map_err(|source| Error::Encode {
             method: method.to_owned(),
             source,
         })?;

@@ -88,7 +88,7 @@ fn raw_id(params: &Value, flat: &str, nested: &str) -> Option<String> {
 /// What a [`Subscription`] yields.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub enum Event {
+pub enum ConnectionEvent {
     /// A notification.
     Notification(Arc<Notification>),
     /// A server-to-client request, for information (the approval handler answers it; its
@@ -101,11 +101,11 @@ pub enum Event {
     Lagged(u64),
 }
 
-impl Event {
+impl ConnectionEvent {
     /// The notification, if this is one.
     pub fn notification(&self) -> Option<&Notification> {
         match self {
-            Event::Notification(n) => Some(n),
+            ConnectionEvent::Notification(n) => Some(n),
             _ => None,
         }
     }
@@ -113,8 +113,8 @@ impl Event {
     /// The thread the event is about.
     pub fn thread_id(&self) -> Option<&str> {
         match self {
-            Event::Notification(n) => n.thread_id(),
-            Event::ServerRequest(r) => r.thread_id(),
+            ConnectionEvent::Notification(n) => n.thread_id(),
+            ConnectionEvent::ServerRequest(r) => r.thread_id(),
             _ => None,
         }
     }
@@ -122,8 +122,8 @@ impl Event {
     /// The turn the event is about.
     pub fn turn_id(&self) -> Option<&str> {
         match self {
-            Event::Notification(n) => n.turn_id(),
-            Event::ServerRequest(r) => r.turn_id(),
+            ConnectionEvent::Notification(n) => n.turn_id(),
+            ConnectionEvent::ServerRequest(r) => r.turn_id(),
             _ => None,
         }
     }
@@ -163,7 +163,7 @@ impl Filter {
             .map(|id| Filter::Turn(id.to_owned()))
     }
 
-    pub(crate) fn matches(&self, event: &Event) -> bool {
+    pub(crate) fn matches(&self, event: &ConnectionEvent) -> bool {
         match self {
             Filter::All => true,
             Filter::Thread(id) => event.thread_id() == Some(id),
@@ -178,7 +178,7 @@ impl Filter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Overflow {
-    /// Drop what does not fit and report [`Event::Lagged`] (the default).
+    /// Drop what does not fit and report [`ConnectionEvent::Lagged`] (the default).
     #[default]
     Lag,
     /// Lossless for a subscriber that keeps up on average. Once the queue is full, a text
@@ -188,7 +188,7 @@ pub enum Overflow {
     /// notifications.
     /// Any other event still gets a place, up to a second queue's worth. Only past that, or
     /// past [`MAX_COALESCED_BYTES`] of merged text, are events dropped and reported as
-    /// [`Event::Lagged`].
+    /// [`ConnectionEvent::Lagged`].
     CoalesceDeltas,
 }
 
@@ -213,7 +213,7 @@ pub(crate) const MERGE_LOOKBACK: usize = 8;
 /// What a queue slot holds.
 enum Slot {
     /// An event as it arrived.
-    Event(Event),
+    Event(ConnectionEvent),
     /// Deltas of one stream merged: the first one's params (with an empty `delta`) and the
     /// concatenated text.
     Merged {
@@ -224,7 +224,7 @@ enum Slot {
 }
 
 impl Slot {
-    fn into_event(self) -> Event {
+    fn into_event(self) -> ConnectionEvent {
         match self {
             Slot::Event(event) => event,
             Slot::Merged {
@@ -233,7 +233,10 @@ impl Slot {
                 text,
             } => {
                 params.insert("delta".into(), Value::String(text));
-                Event::Notification(Arc::new(Notification::new(method, Value::Object(params))))
+                ConnectionEvent::Notification(Arc::new(Notification::new(
+                    method,
+                    Value::Object(params),
+                )))
             }
         }
     }
@@ -271,8 +274,8 @@ enum Popped {
 }
 
 /// The text delta of a notification [`Overflow::CoalesceDeltas`] may merge.
-fn mergeable(event: &Event) -> Option<(&Notification, &Map<String, Value>, &str)> {
-    let Event::Notification(n) = event else {
+fn mergeable(event: &ConnectionEvent) -> Option<(&Notification, &Map<String, Value>, &str)> {
+    let ConnectionEvent::Notification(n) = event else {
         return None;
     };
     if !COALESCED_METHODS.contains(&n.method()) {
@@ -310,7 +313,7 @@ impl Queue {
 
     /// Queues `event` without waiting (merging or dropping it when the queue is full);
     /// `false` when the subscriber is gone.
-    fn push(&self, event: Event, lagged: &AtomicU64, coalesced: &AtomicU64) -> bool {
+    fn push(&self, event: ConnectionEvent, lagged: &AtomicU64, coalesced: &AtomicU64) -> bool {
         let mut st = self.lock();
         if st.receiver_gone {
             return false;
@@ -469,7 +472,12 @@ pub(crate) struct SubEntry {
 
 impl SubEntry {
     /// Queues `event` without waiting; `false` when the subscriber is gone.
-    pub fn deliver(&self, event: Event, lagged: &AtomicU64, coalesced: &AtomicU64) -> bool {
+    pub fn deliver(
+        &self,
+        event: ConnectionEvent,
+        lagged: &AtomicU64,
+        coalesced: &AtomicU64,
+    ) -> bool {
         self.tx.queue.push(event, lagged, coalesced)
     }
 }
@@ -478,17 +486,17 @@ impl SubEntry {
 ///
 /// Created by [`Connection::subscribe`](crate::Connection::subscribe). When the subscriber
 /// falls behind, the connection does not wait for it: it drops events for it and the
-/// subscriber receives [`Event::Lagged`] with their number, at the place they were dropped
+/// subscriber receives [`ConnectionEvent::Lagged`] with their number, at the place they were dropped
 /// (with [`Overflow::CoalesceDeltas`], text deltas are merged first; see there).
 /// When the connection closes, the subscription yields the events still queued, then
 /// [`Error::Closed`] (with the exit status and stderr tail when the app-server exited).
 ///
-/// Also a [`futures::Stream`] of `Result<Event>` that ends after the error.
+/// Also a [`futures::Stream`] of `Result<ConnectionEvent>` that ends after the error.
 pub struct Subscription {
     pub(crate) id: u64,
     pub(crate) queue: Arc<Queue>,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) held: Option<Event>,
+    pub(crate) held: Option<ConnectionEvent>,
     pub(crate) ended: bool,
 }
 
@@ -503,12 +511,12 @@ impl fmt::Debug for Subscription {
 
 impl Subscription {
     /// The next event, or the connection's close error once everything queued was read.
-    pub async fn recv(&mut self) -> Result<Event> {
+    pub async fn recv(&mut self) -> Result<ConnectionEvent> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Polls for the next event (see [`Subscription::recv`]).
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event>> {
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<ConnectionEvent>> {
         if let Some(event) = self.held.take() {
             return Poll::Ready(Ok(event));
         }
@@ -520,12 +528,12 @@ impl Subscription {
                 let event = slot.into_event();
                 if missed_before > 0 {
                     self.held = Some(event);
-                    Poll::Ready(Ok(Event::Lagged(missed_before)))
+                    Poll::Ready(Ok(ConnectionEvent::Lagged(missed_before)))
                 } else {
                     Poll::Ready(Ok(event))
                 }
             }
-            Popped::Lagged(missed) => Poll::Ready(Ok(Event::Lagged(missed))),
+            Popped::Lagged(missed) => Poll::Ready(Ok(ConnectionEvent::Lagged(missed))),
             Popped::Closed => Poll::Ready(Err(self.shared.closed_error())),
         }
     }
@@ -534,7 +542,7 @@ impl Subscription {
     /// use [`Subscription::recv`] to see them).
     pub async fn next_notification(&mut self) -> Result<Arc<Notification>> {
         loop {
-            if let Event::Notification(n) = self.recv().await? {
+            if let ConnectionEvent::Notification(n) = self.recv().await? {
                 return Ok(n);
             }
         }
@@ -547,7 +555,7 @@ impl Subscription {
 }
 
 impl futures::Stream for Subscription {
-    type Item = Result<Event, Error>;
+    type Item = Result<ConnectionEvent, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.ended {

@@ -25,8 +25,8 @@ use codex_core::fuzzing::{self, Input};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::connection::message::{self, Incoming};
 use crate::error::{CloseReason, Error};
+use crate::jsonrpc::Message as Incoming;
 use crate::transport::TransportOptions;
 use crate::transport::memory::{self, MemoryServer};
 use crate::{Connection, ConnectionOptions};
@@ -217,7 +217,7 @@ fn book(bytes: &[u8], ids: &[i64], expect: &mut [Option<Expect>]) {
         let Ok(text) = std::str::from_utf8(line) else {
             continue;
         };
-        let Ok(Incoming::Response { id, outcome }) = message::parse(text) else {
+        let Ok(Incoming::Response { id, outcome }) = Incoming::parse(text) else {
             continue;
         };
         let Some(i) = id.as_i64().and_then(|id| ids.iter().position(|x| *x == id)) else {
@@ -454,14 +454,14 @@ fn check_call(
                 message,
                 data,
             }),
-            Err(Error::Rpc {
-                code: c,
-                message: m,
-                data: d,
-                ..
-            }),
+            Err(Error::Rpc { error, .. }),
         ) => {
-            prop_assert_eq!((c, &m, &d), (*code, message, data), "call {}", i);
+            prop_assert_eq!(
+                (error.code, &error.message, &error.data),
+                (*code, message, data),
+                "call {}",
+                i
+            );
         }
         (want, got) => prop_assert!(false, "call {i}: expected {want:?}, got {got:?}"),
     }

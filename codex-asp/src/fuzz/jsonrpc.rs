@@ -8,8 +8,8 @@ use serde_json::Value;
 use crate::approval::{Decision, ServerReply, ServerRequestCtx};
 use crate::backend::TurnTracker;
 use crate::connection::Notification;
-use crate::connection::message::{self, Incoming, RpcError};
-use crate::protocol::{RequestId, ServerNotification, ServerRequest};
+use crate::jsonrpc::{JsonRpcError, Message as Incoming, RequestId};
+use crate::protocol::{ServerNotification, ServerRequest};
 use crate::transport::GarbageReason;
 
 fn frame() -> BoxedStrategy<Input> {
@@ -20,7 +20,7 @@ fn frame() -> BoxedStrategy<Input> {
     .boxed()
 }
 
-/// What `message::parse` must make of `text`, from the JSON-RPC rules as this crate reads
+/// What `Message::parse` must make of `text`, from the JSON-RPC rules as this crate reads
 /// them: an object with a string `method` is a notification (no id, or a null one) or a
 /// request (an integer or string id; any other id makes it garbage); else an object with an
 /// `id` and an `error` (whatever its shape) or a `result` is a response; anything else is
@@ -60,7 +60,7 @@ fn expected(text: &str) -> Result<Incoming, GarbageReason> {
     };
     if let Some(error) = obj.get("error") {
         let error = match error {
-            Value::Object(e) => RpcError {
+            Value::Object(e) => JsonRpcError {
                 code: e.get("code").and_then(Value::as_i64).unwrap_or(0),
                 message: match e.get("message") {
                     Some(Value::String(s)) => s.clone(),
@@ -69,7 +69,7 @@ fn expected(text: &str) -> Result<Incoming, GarbageReason> {
                 },
                 data: e.get("data").filter(|d| !d.is_null()).cloned(),
             },
-            other => RpcError {
+            other => JsonRpcError {
                 code: 0,
                 message: other.to_string(),
                 data: None,
@@ -141,12 +141,9 @@ fn check_request(id: &RequestId, method: &str, params: &Value) -> Result<(), Tes
         ServerReply::Decision(Decision::AcceptWithExecpolicyAmendment(vec!["ls".into()])),
     ] {
         // every answer encodes, and reads back as an answer to that very id
-        let text = match ctx.encode_reply(reply) {
-            Ok(result) => message::encode_result(id, &result),
-            Err((code, msg, data)) => message::encode_error(id, code, &msg, data.as_ref()),
-        };
+        let text = Incoming::response(id, ctx.encode_reply(reply)).encode();
         let text = text.map_err(|e| TestCaseError::fail(format!("encoding: {e}")))?;
-        match message::parse(&text) {
+        match Incoming::parse(&text) {
             Ok(Incoming::Response { id: back, .. }) => {
                 prop_assert_eq!(Some(back), serde_json::to_value(id).ok());
             }
@@ -161,7 +158,7 @@ fn fuzz_jsonrpc_messages() {
     fuzzing::run("jsonrpc/messages", 1, frame(), |input| {
         let text = input.lossy();
         check_from_json(&text)?;
-        let got = message::parse(&text);
+        let got = Incoming::parse(&text);
         let want = expected(&text);
         match (&got, &want) {
             (Err(GarbageReason::NotJson(_)), Err(GarbageReason::NotJson(_))) => {}
@@ -245,7 +242,7 @@ fn fuzz_jsonrpc_turn_tracker() {
         let mut terminal = 0;
         for text in &texts {
             // what the connection would hand the backend: notifications of this thread
-            let Ok(Incoming::Notification { method, params }) = message::parse(text) else {
+            let Ok(Incoming::Notification { method, params }) = Incoming::parse(text) else {
                 continue;
             };
             let n = Notification::new(method, params);

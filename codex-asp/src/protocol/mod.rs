@@ -19,7 +19,6 @@
 //! - [`items`]: [`ThreadItem`] (tagged on `type`, with an `Unknown` fallback).
 //! - [`notifications`]: [`ServerNotification`] (typed variants plus `Raw`).
 //! - [`server_requests`]: [`ServerRequest`] and the approval decisions / responses.
-//! - [`jsonrpc`]: [`RequestId`], [`JsonRpcError`] and [`error_codes`].
 //!
 //! Everything on the wire is camelCase, with a few exceptions noted on the types (the
 //! kebab-case `sandbox` and `approvalPolicy` strings, `text_elements`, `move_path`, the
@@ -34,8 +33,8 @@
 //!   ([`INITIALIZED_NOTIFICATION`]). Requests before it get -32600 "Not initialized"; a
 //!   second `initialize` gets -32600 "Already initialized".
 //! - Unknown methods, missing or malformed params, and many business errors all use -32600
-//!   ([`error_codes::INVALID_REQUEST`]), never -32601 (0.171.0 answers one case with -32602,
-//!   see [`error_codes::INVALID_PARAMS`]); overload is -32001.
+//!   ([`error_codes::INVALID_REQUEST`](crate::jsonrpc::error_codes::INVALID_REQUEST)), never -32601 (0.171.0 answers one case with -32602,
+//!   see [`error_codes::INVALID_PARAMS`](crate::jsonrpc::error_codes::INVALID_PARAMS)); overload is -32001.
 //! - Methods without params (`account/logout`) accept `params` absent, `null` or `{}`;
 //!   [`EmptyParams`] sends `{}`. Optional params (`account/rateLimits/read`) likewise.
 //! - `thread/start`/`resume`/`fork` take `sandbox` as a kebab-case string
@@ -78,7 +77,6 @@ mod macros;
 
 pub mod common;
 pub mod items;
-pub mod jsonrpc;
 pub mod notifications;
 pub mod server_requests;
 pub mod session;
@@ -89,7 +87,6 @@ use serde::de::DeserializeOwned;
 
 pub use common::*;
 pub use items::*;
-pub use jsonrpc::{JsonRpcError, RequestId, error_codes};
 pub use notifications::*;
 pub use server_requests::*;
 pub use session::*;

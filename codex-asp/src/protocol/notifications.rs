@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::items::ThreadItem;
-use super::jsonrpc::RequestId;
 use super::session::RateLimitSnapshot;
 use super::thread::{Thread, ThreadStatus, ThreadTokenUsage, Turn, TurnError};
+use crate::jsonrpc::RequestId;
 
 /// A notification params type, with its method name.
 pub trait Notification: Serialize + serde::de::DeserializeOwned + Send {

@@ -30,6 +30,8 @@ use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::time::sleep_until_opt;
 use tokio_util::codec::{Decoder, FramedRead, LinesCodec, LinesCodecError};
 
 use super::stdio::{OwnerGuard, ProcessExit, ProcessHandle};
@@ -267,13 +269,6 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for LinesReader<R> {
 async fn exit_changed(exit: &mut Option<ExitWatch>) -> Result<(), watch::error::RecvError> {
     match exit {
         Some(e) => e.rx.changed().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

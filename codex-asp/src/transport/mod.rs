@@ -144,12 +144,6 @@ impl fmt::Display for GarbageReason {
     }
 }
 
-/// `now + after`, saturating at a year from now (an `Instant` overflow would panic).
-pub(crate) fn deadline(after: std::time::Duration) -> tokio::time::Instant {
-    const YEAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
-    tokio::time::Instant::now() + after.min(YEAR)
-}
-
 pub(crate) fn excerpt(text: &str) -> String {
     const MAX: usize = 200;
     match text.char_indices().nth(MAX) {

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use codex_agent::jobs::{JobKind, JobStatus, JobStore, NewJob};
 use codex_core::error_chain;
-use codex_core::jobs::{JobKind, JobStatus, JobStore, NewJob};
 
 /// The environment-independent description of one stress run.
 #[derive(Debug, Clone)]

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::review::ScopeRequest;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
-use codex_agent::companion::review::ScopeRequest;
 use codex_core::ReasoningEffort;
 
 /// Drive the OpenAI Codex CLI from another tool: tasks, reviews and background jobs, through
@@ -40,7 +40,7 @@ pub struct Global {
     #[arg(
         long,
         global = true,
-        env = "CODEX_COMPANION_NO_BROKER",
+        env = crate::connect::NO_BROKER_ENV,
         action = clap::ArgAction::SetTrue,
         value_parser = clap::builder::FalseyValueParser::new()
     )]

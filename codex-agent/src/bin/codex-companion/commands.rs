@@ -5,19 +5,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
-use codex_agent::companion::connect::{
+use crate::connect::{
     self, Connected, Interrupt, JobClock, broker_binary, broker_status, interrupt_through_broker,
 };
-use codex_agent::companion::jobspec::{
+use crate::error::{CompanionError, ExitCode};
+use crate::progress::{EventCallback, progress_line};
+use crate::review::{render_native, resolve_scope, run_native_review, scope_diff};
+use crate::worker::{
     BackendChoice, JobSpec, Stopped, detach_from_caller, start_worker, stop_worker,
 };
-use codex_agent::companion::progress::{EventCallback, progress_line};
-use codex_agent::companion::review::{render_native, resolve_scope, run_native_review, scope_diff};
-use codex_agent::companion::{CompanionError, ExitCode, adversarial, render};
+use crate::{adversarial, render};
+use anyhow::{Context, Result, anyhow};
+use codex_agent::jobs::{JobKind, JobRecord, JobStatus, JobStore, NewJob};
 use codex_agent::prompt::Intent;
 use codex_agent::{Continuation, Delegate, DelegateRequest, Verified};
-use codex_core::jobs::{JobKind, JobRecord, JobStatus, JobStore, NewJob};
 use codex_core::{AuthContext, AuthMode, BackendKind, CodexBinary, ErrorChain, ThreadId};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
@@ -71,7 +72,7 @@ impl Ctx {
     }
 
     fn store(&self) -> Result<JobStore> {
-        JobStore::for_workspace(&self.cwd)
+        JobStore::for_project(&self.cwd)
             .map_err(CompanionError::from)
             .context("opening the job store")
     }
@@ -251,7 +252,7 @@ async fn task(ctx: &Ctx, args: TaskArgs) -> Result<ExitCode> {
             .latest_task_thread()
             .map_err(CompanionError::from)?
             .ok_or_else(|| codex_agent::Error::NothingToResume {
-                workspace: store.workspace_root().to_owned(),
+                workspace: store.project_root().to_owned(),
             })?;
         Continuation::Resume(latest)
     } else if let Some(id) = &args.resume {
@@ -341,7 +342,7 @@ fn start_background(
         "job_id": job.id,
         "status": "queued",
         "worker_pid": pid,
-        "workspace": store.workspace_root(),
+        "workspace": store.project_root(),
         "log_file": job.log_file,
     });
     ctx.emit(&job.id, &doc);
@@ -398,7 +399,7 @@ fn finish_turn(
             let status = record
                 .as_ref()
                 .map_or("failed".to_owned(), |r| r.status.to_string());
-            let message = codex_core::jobs::redact(&codex_core::error_chain(&err));
+            let message = codex_agent::jobs::redact(&codex_core::error_chain(&err));
             errln!("codex-companion: job {job_id} {status}: {message}");
             if ctx.json {
                 let doc = json!({
@@ -510,7 +511,7 @@ async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
         Err(e) => {
             errln!(
                 "codex-companion worker: job {id} ended: {}",
-                codex_core::jobs::redact(&codex_core::error_chain(&e))
+                codex_agent::jobs::redact(&codex_core::error_chain(&e))
             );
             Ok(ExitCode::Failure)
         }
@@ -710,10 +711,7 @@ async fn status(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
     let listed = render::listed(&report.jobs, args.all);
     let mut text = String::new();
     if listed.is_empty() {
-        text.push_str(&format!(
-            "no jobs in {}\n",
-            store.workspace_root().display()
-        ));
+        text.push_str(&format!("no jobs in {}\n", store.project_root().display()));
     }
     for job in &listed {
         text.push_str(&render::status_line(job));
@@ -727,7 +725,7 @@ async fn status(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
     }
     let doc = json!({
         "ok": true,
-        "workspace": store.workspace_root(),
+        "workspace": store.project_root(),
         "jobs": listed.iter().map(|j| render::job_json(j)).collect::<Vec<_>>(),
         "hidden": hidden,
         "corrupt": report.corrupt.iter().map(|e| codex_core::error_chain(e)).collect::<Vec<_>>(),
@@ -755,7 +753,7 @@ fn pick_job(store: &JobStore, id: Option<&str>, active_only: bool) -> Result<Job
         anyhow!(
             "no {}job in {}",
             if active_only { "running " } else { "" },
-            store.workspace_root().display()
+            store.project_root().display()
         )
     })
 }
@@ -806,10 +804,9 @@ async fn cancel(ctx: &Ctx, arg: JobArg) -> Result<ExitCode> {
     if let (Some((thread, turn)), Some(codex)) = (&broker_turn, &codex_path) {
         interrupt = Some(interrupt_through_broker(codex, thread, turn).await);
     }
-    let stopped = match marked.pid {
-        Some(pid) if pid != std::process::id() => {
-            let start = marked.pid_start_time;
-            tokio::task::spawn_blocking(move || stop_worker(pid, start, STOP_GRACE))
+    let stopped = match marked.worker() {
+        Some(worker) if worker.pid() != std::process::id() => {
+            tokio::task::spawn_blocking(move || stop_worker(worker, STOP_GRACE))
                 .await
                 .unwrap_or(Stopped::AlreadyGone)
         }
@@ -829,7 +826,6 @@ async fn cancel(ctx: &Ctx, arg: JobArg) -> Result<ExitCode> {
         Stopped::AlreadyGone => "gone",
         Stopped::Terminated => "terminated",
         Stopped::Killed => "killed",
-        _ => "unknown",
     };
     let interrupt_text = match &interrupt {
         None => "no broker turn to interrupt".to_owned(),
@@ -838,7 +834,6 @@ async fn cancel(ctx: &Ctx, arg: JobArg) -> Result<ExitCode> {
         Some(Interrupt::NotRunning) => "the turn had already ended".to_owned(),
         Some(Interrupt::Owned) => "the worker interrupted its turn".to_owned(),
         Some(Interrupt::Failed(why)) => format!("interrupt failed: {why}"),
-        Some(_) => "interrupt: unknown result".to_owned(),
     };
     let text = format!(
         "cancelled job {} ({interrupt_text}; worker {worker})\n",
@@ -972,7 +967,7 @@ async fn setup(ctx: &Ctx) -> Result<ExitCode> {
         }
         if broker_bin.is_none() {
             advice.push(
-                "codex-broker was not found next to codex-companion, on PATH or in CODEX_BROKER_BIN: tasks will use a private app-server"
+                "codex-broker was not found (CODEX_BROKER_BIN, next to codex-companion, PATH): tasks will use a private app-server"
                     .to_owned(),
             );
         }

@@ -3,8 +3,10 @@
 //! resident `codex-broker` (one warm app-server shared by every client) or a private
 //! app-server.
 //!
-//! The logic lives in [`codex_agent::companion`] and [`codex_agent::Delegate`]; this binary
-//! parses the command line, prints, and maps failures to exit codes.
+//! Delegation, job records and proof of execution come from [`codex_agent`]; the modules
+//! here are the binary's own: the command line and commands, background workers, reviews
+//! (native and adversarial), progress lines, rendering, the broker connection, and typed
+//! errors that know their exit code.
 
 /// Printing that never panics: a reader that went away (`codex-companion status | head`)
 /// closes the pipe, and a closed stdout or stderr must not abort a command whose job record
@@ -37,15 +39,22 @@ macro_rules! err {
     }};
 }
 
+mod adversarial;
 mod cli;
 mod commands;
+mod connect;
+mod error;
 #[cfg(test)]
 mod fuzz;
+mod progress;
+mod render;
+mod review;
+mod worker;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use codex_agent::companion::{self, CompanionError};
+use error::CompanionError;
 
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
@@ -65,7 +74,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             errln!("codex-companion: error: cannot start the async runtime: {e}");
-            return ExitCode::from(companion::ExitCode::Failure.code());
+            return ExitCode::from(error::ExitCode::Failure.code());
         }
     };
     let code = match runtime.block_on(commands::run(cli)) {
@@ -78,11 +87,11 @@ fn main() -> ExitCode {
 
 /// Prints an error (on stderr; with `--json` also as a JSON document on stdout) and returns
 /// its exit code.
-fn report(err: &anyhow::Error, json: bool) -> companion::ExitCode {
+fn report(err: &anyhow::Error, json: bool) -> error::ExitCode {
     let code = exit_code_of(err);
     // the error and each cause, once; codex's messages may quote its stderr: no secret
     // reaches the terminal or a log
-    let message = codex_core::jobs::redact(&codex_core::error_chain(err.as_ref()));
+    let message = codex_agent::jobs::redact(&codex_core::error_chain(err.as_ref()));
     errln!("codex-companion: error: {message}");
     if json {
         let doc = serde_json::json!({
@@ -97,8 +106,8 @@ fn report(err: &anyhow::Error, json: bool) -> companion::ExitCode {
 
 /// The exit code of an error: the first [`CompanionError`] in its chain decides; anything
 /// else is a failure (1).
-fn exit_code_of(err: &anyhow::Error) -> companion::ExitCode {
+fn exit_code_of(err: &anyhow::Error) -> error::ExitCode {
     err.chain()
         .find_map(|e| e.downcast_ref::<CompanionError>())
-        .map_or(companion::ExitCode::Failure, CompanionError::exit_code)
+        .map_or(error::ExitCode::Failure, CompanionError::exit_code)
 }

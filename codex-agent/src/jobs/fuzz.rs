@@ -2,7 +2,7 @@
 //!
 //! One case: a fresh store in a sandbox folder, its `jobs/` folder filled with random
 //! bytes, valid records (some truncated, some mutated by
-//! [`crate::fuzzing::mutated`]), records whose id or log file are hostile (`../../x`, an
+//! [`codex_core::fuzzing::mutated`]), records whose id or log file are hostile (`../../x`, an
 //! absolute path, a NUL byte, another record's id), then a random series of `list`, `get`,
 //! `update`, `prune`, `latest_*`, `append_log` and `create`.
 //!
@@ -26,8 +26,8 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree as _;
 use serde_json::Value;
 
-use crate::fuzzing::{self, Input};
 use crate::jobs::{JobKind, JobRecord, JobStatus, JobStore, NewJob, StoreError};
+use codex_core::fuzzing::{self, Input};
 
 /// Where the store lives inside a case's sandbox: `..` from `jobs/` up to seven levels stays
 /// in the sandbox.

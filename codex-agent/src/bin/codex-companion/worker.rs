@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use codex_core::jobs::{JobStatus, JobStore, process_start_time, validate_job_id, worker_alive};
+use codex_agent::jobs::{JobStatus, JobStore, Worker, validate_job_id};
 use serde::{Deserialize, Serialize};
 
-use super::CompanionError;
-use crate::DelegateRequest;
+use crate::error::CompanionError;
+use codex_agent::DelegateRequest;
 
 /// The format version of stored specs.
 pub const SPEC_FORMAT: u32 = 1;
@@ -43,14 +43,6 @@ pub enum BackendChoice {
 }
 
 /// Everything a worker needs to run a queued job.
-///
-/// ```
-/// use codex_agent::companion::jobspec::{BackendChoice, JobSpec};
-/// let spec = JobSpec::new(codex_agent::DelegateRequest::new("fix it"), BackendChoice::Broker);
-/// let json = serde_json::to_string(&spec).unwrap();
-/// let back: JobSpec = serde_json::from_str(&json).unwrap();
-/// assert_eq!(back.request.task(), "fix it");
-/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct JobSpec {
@@ -74,14 +66,6 @@ impl JobSpec {
 
     /// Where the spec of `job_id` lives in `store`. Refuses an id that is not well formed
     /// ([`validate_job_id`]): the path is only ever built from a checked id.
-    ///
-    /// ```
-    /// # let state = tempfile::tempdir().unwrap();
-    /// let store = codex_core::jobs::JobStore::open(state.path(), state.path()).unwrap();
-    /// let path = codex_agent::companion::jobspec::JobSpec::path(&store, "job-1").unwrap();
-    /// assert!(path.ends_with("specs/job-1.json"));
-    /// assert!(codex_agent::companion::jobspec::JobSpec::path(&store, "../job-1").is_err());
-    /// ```
     pub fn path(store: &JobStore, job_id: &str) -> Result<PathBuf, CompanionError> {
         validate_job_id(job_id)?;
         Ok(store.dir().join(SPEC_DIR).join(format!("{job_id}.json")))
@@ -184,7 +168,7 @@ pub fn start_worker(exe: &Path, store: &JobStore, job_id: &str) -> Result<u32, C
     let log_err = log
         .try_clone()
         .map_err(|e| worker_err("duplicating the log handle", e))?;
-    let workspace = store.workspace_root().to_owned();
+    let workspace = store.project_root().to_owned();
     let child = Command::new(exe)
         .arg("worker")
         .arg("--cwd")
@@ -199,11 +183,10 @@ pub fn start_worker(exe: &Path, store: &JobStore, job_id: &str) -> Result<u32, C
     let pid = child.id();
     // not waited for: the worker outlives us; whoever adopts it reaps it
     drop(child);
-    let start = process_start_time(pid);
+    let worker = Worker::of(pid);
     store.update(job_id, |r| {
         if r.status == JobStatus::Queued {
-            r.pid = Some(pid);
-            r.pid_start_time = start;
+            r.set_worker(Some(worker));
         }
         Ok(())
     })?;
@@ -240,14 +223,15 @@ pub enum Stopped {
 /// companion: its shell's job is never signalled); then, if it is still alive after `grace`,
 /// SIGKILL to its whole process tree: the process, every descendant (the codex processes it
 /// started lead groups of their own) and, for a worker, every member of its session
-/// (`codex_core::process::kill_tree`). `start_time` guards against a reused pid.
-pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stopped {
+/// (`codex_core::process::kill_tree`). The worker's start time guards against a reused pid.
+pub fn stop_worker(worker: Worker, grace: Duration) -> Stopped {
+    let pid = worker.pid();
     use nix::sys::signal::{Signal, kill, killpg};
     use nix::unistd::{Pid, getpgid, getsid};
     let Ok(raw) = i32::try_from(pid) else {
         return Stopped::AlreadyGone;
     };
-    if raw <= 1 || !worker_alive(pid, start_time) {
+    if raw <= 1 || !worker.is_alive() {
         return Stopped::AlreadyGone;
     }
     let target = Pid::from_raw(raw);
@@ -260,12 +244,12 @@ pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stoppe
     };
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        if !worker_alive(pid, start_time) {
+        if !worker.is_alive() {
             return Stopped::Terminated;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    if worker_alive(pid, start_time) {
+    if worker.is_alive() {
         codex_core::process::kill_tree(pid);
     } else {
         return Stopped::Terminated;
@@ -276,7 +260,7 @@ pub fn stop_worker(pid: u32, start_time: Option<u64>, grace: Duration) -> Stoppe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use codex_core::jobs::{JobKind, NewJob, StoreError};
+    use codex_agent::jobs::{JobKind, NewJob, StoreError};
 
     #[test]
     fn specs_round_trip_and_orphans_are_pruned() {
@@ -321,7 +305,7 @@ mod tests {
     fn stopping_a_gone_or_live_process() {
         use std::os::unix::process::CommandExt;
         assert_eq!(
-            stop_worker(u32::MAX, None, Duration::ZERO),
+            stop_worker(Worker::of(u32::MAX), Duration::ZERO),
             Stopped::AlreadyGone
         );
         let mut child = Command::new("sleep")
@@ -330,17 +314,14 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
-        let start = process_start_time(pid);
+        let start = Worker::of(pid);
         let reaper = std::thread::spawn(move || child.wait());
         assert_eq!(
-            stop_worker(pid, start, Duration::from_secs(5)),
+            stop_worker(start, Duration::from_secs(5)),
             Stopped::Terminated
         );
         reaper.join().unwrap().unwrap();
-        assert_eq!(
-            stop_worker(pid, start, Duration::ZERO),
-            Stopped::AlreadyGone
-        );
+        assert_eq!(stop_worker(start, Duration::ZERO), Stopped::AlreadyGone);
     }
 
     #[test]
@@ -371,14 +352,39 @@ mod tests {
         };
         let reaper = std::thread::spawn(move || leader.wait());
         assert_eq!(
-            stop_worker(pid, process_start_time(pid), Duration::from_secs(5)),
+            stop_worker(Worker::of(pid), Duration::from_secs(5)),
             Stopped::Terminated
         );
         reaper.join().unwrap().unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while worker_alive(child, None) {
+        while Worker::of(child).is_alive() {
             assert!(Instant::now() < deadline, "the worker's child survived");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// The examples that documented this module when it was public API of codex-agent.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn example_1() {
+        use crate::worker::{BackendChoice, JobSpec};
+        let spec = JobSpec::new(
+            codex_agent::DelegateRequest::new("fix it"),
+            BackendChoice::Broker,
+        );
+        let json = serde_json::to_string(&spec).unwrap();
+        let back: JobSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.request.task(), "fix it");
+    }
+
+    #[test]
+    fn example_2() {
+        let state = tempfile::tempdir().unwrap();
+        let store = codex_agent::jobs::JobStore::open(state.path(), state.path()).unwrap();
+        let path = crate::worker::JobSpec::path(&store, "job-1").unwrap();
+        assert!(path.ends_with("specs/job-1.json"));
+        assert!(crate::worker::JobSpec::path(&store, "../job-1").is_err());
     }
 }

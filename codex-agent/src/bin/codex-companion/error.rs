@@ -2,14 +2,9 @@
 
 use std::path::PathBuf;
 
-use codex_core::jobs::StoreError;
+use codex_agent::jobs::StoreError;
 
 /// The exit codes of `codex-companion`.
-///
-/// ```
-/// use codex_agent::companion::ExitCode;
-/// assert_eq!(ExitCode::Usage.code(), 2);
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ExitCode {
@@ -25,10 +20,6 @@ pub enum ExitCode {
 
 impl ExitCode {
     /// The process exit status: 0, 1, 2 or 3.
-    ///
-    /// ```
-    /// assert_eq!(codex_agent::companion::ExitCode::Pending.code(), 3);
-    /// ```
     pub fn code(self) -> u8 {
         match self {
             ExitCode::Success => 0,
@@ -40,13 +31,6 @@ impl ExitCode {
 }
 
 /// Everything that can go wrong in the companion's own logic.
-///
-/// ```
-/// use codex_agent::companion::{CompanionError, ExitCode};
-/// let err = CompanionError::usage("--resume-last and --fresh cannot be used together");
-/// assert_eq!(err.exit_code(), ExitCode::Usage);
-/// assert!(err.to_string().contains("--fresh"));
-/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CompanionError {
@@ -60,7 +44,7 @@ pub enum CompanionError {
 
     /// A delegation failed or was refused.
     #[error(transparent)]
-    Delegate(#[from] crate::Error),
+    Delegate(#[from] codex_agent::Error),
 
     /// Reaching, starting or asking the resident broker failed.
     #[error(transparent)]
@@ -121,21 +105,11 @@ pub enum CompanionError {
 
 impl CompanionError {
     /// A usage error (exit code 2).
-    ///
-    /// ```
-    /// let e = codex_agent::companion::CompanionError::usage("the prompt is empty");
-    /// assert_eq!(e.to_string(), "the prompt is empty");
-    /// ```
     pub fn usage(message: impl Into<String>) -> Self {
         CompanionError::Usage(message.into())
     }
 
     /// An I/O error with what was being done.
-    ///
-    /// ```
-    /// let e = codex_agent::companion::CompanionError::io("reading the prompt file", std::io::Error::other("gone"));
-    /// assert!(e.to_string().starts_with("reading the prompt file"));
-    /// ```
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         CompanionError::Io {
             context: context.into(),
@@ -145,12 +119,6 @@ impl CompanionError {
 
     /// The exit code the binary ends with for this error: 2 for usage errors and
     /// refusals of the request itself (an empty prompt, a missing `--cwd`), 1 otherwise.
-    ///
-    /// ```
-    /// use codex_agent::companion::{CompanionError, ExitCode};
-    /// let e = CompanionError::from(codex_agent::Error::NothingToResume { workspace: "/w".into() });
-    /// assert_eq!(e.exit_code(), ExitCode::Failure);
-    /// ```
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CompanionError::Usage(_) => ExitCode::Usage,
@@ -160,6 +128,119 @@ impl CompanionError {
                 | StoreError::InvalidId { .. },
             ) => ExitCode::Usage,
             _ => ExitCode::Failure,
+        }
+    }
+}
+
+/// The examples that documented this module when it was public API of codex-agent.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn example_1() {
+        use crate::error::ExitCode;
+        assert_eq!(ExitCode::Usage.code(), 2);
+    }
+
+    #[test]
+    fn example_2() {
+        assert_eq!(crate::error::ExitCode::Pending.code(), 3);
+    }
+
+    #[test]
+    fn example_3() {
+        use crate::error::{CompanionError, ExitCode};
+        let err = CompanionError::usage("--resume-last and --fresh cannot be used together");
+        assert_eq!(err.exit_code(), ExitCode::Usage);
+        assert!(err.to_string().contains("--fresh"));
+    }
+
+    #[test]
+    fn example_4() {
+        let e = crate::error::CompanionError::usage("the prompt is empty");
+        assert_eq!(e.to_string(), "the prompt is empty");
+    }
+
+    #[test]
+    fn example_5() {
+        let e = crate::error::CompanionError::io(
+            "reading the prompt file",
+            std::io::Error::other("gone"),
+        );
+        assert!(e.to_string().starts_with("reading the prompt file"));
+    }
+
+    #[test]
+    fn example_6() {
+        use crate::error::{CompanionError, ExitCode};
+        let e = CompanionError::from(codex_agent::Error::NothingToResume {
+            workspace: "/w".into(),
+        });
+        assert_eq!(e.exit_code(), ExitCode::Failure);
+    }
+}
+
+/// Every error of the companion tells each cause once.
+#[cfg(test)]
+mod chain_tests {
+    use std::error::Error as StdError;
+
+    use codex_agent::jobs::StoreError;
+    use codex_core::error_chain;
+
+    use super::*;
+
+    fn io(text: &str) -> std::io::Error {
+        std::io::Error::other(text.to_owned())
+    }
+
+    /// `cause` appears exactly once whether the chain is printed naively (each level's message
+    /// joined, as anyhow's `{:#}` does) or with [`codex_core::ErrorChain`].
+    fn assert_told_once(err: &(dyn StdError + 'static), cause: &str) {
+        let mut parts = vec![err.to_string()];
+        let mut next = err.source();
+        while let Some(c) = next {
+            parts.push(c.to_string());
+            next = c.source();
+        }
+        let naive = parts.join(": ");
+        assert_eq!(naive.matches(cause).count(), 1, "naive chain: {naive}");
+        let chain = error_chain(err);
+        assert_eq!(chain.matches(cause).count(), 1, "chain: {chain}");
+    }
+
+    #[test]
+    fn companion_errors_tell_each_cause_once() {
+        let cases = [
+            (
+                CompanionError::Worker {
+                    job_id: "job-1".into(),
+                    what: "starting /x/codex-companion".into(),
+                    source: io("CAUSE-worker"),
+                },
+                "CAUSE-worker",
+            ),
+            (
+                CompanionError::io("reading the prompt file", io("CAUSE-io")),
+                "CAUSE-io",
+            ),
+            (
+                CompanionError::from(codex_asp::broker::Error::Spawn {
+                    program: "/x/codex-broker".into(),
+                    source: io("CAUSE-broker"),
+                }),
+                "CAUSE-broker",
+            ),
+            (
+                CompanionError::from(StoreError::InvalidId {
+                    id: "../../x".into(),
+                }),
+                "../../x",
+            ),
+        ];
+        for (err, cause) in cases {
+            assert_told_once(&err, cause);
+            let any = anyhow::Error::from(err).context("connecting to codex");
+            assert_told_once(any.as_ref(), cause);
         }
     }
 }

@@ -20,10 +20,10 @@ use codex_asp::backend::AspBackendOptions;
 use codex_asp::broker::{self, BROKER_BIN_ENV, BrokerOptions, BrokerStatus};
 use codex_core::{Backend, BackendKind, CodexBinary, ThreadId, TurnId};
 
-use super::CompanionError;
-use super::jobspec::BackendChoice;
-use super::progress::{EventCallback, Tap};
-use crate::Delegate;
+use crate::error::CompanionError;
+use crate::progress::{EventCallback, Tap};
+use crate::worker::BackendChoice;
+use codex_agent::Delegate;
 
 /// The name of the broker binary.
 pub const BROKER_BIN: &str = "codex-broker";
@@ -32,46 +32,36 @@ pub const BROKER_BIN: &str = "codex-broker";
 /// then uses a private app-server.
 pub const NO_BROKER_ENV: &str = "CODEX_COMPANION_NO_BROKER";
 
-/// Finds the `codex-broker` binary: next to this executable first (a `cargo xtask dist`
-/// folder, or `target/<profile>/`; also one folder up, for test executables in `deps/`),
-/// then on `PATH`, then `$CODEX_BROKER_BIN`.
+/// Finds the `codex-broker` binary the way `codex_asp::broker::ensure` does, for `setup`'s
+/// report: `$CODEX_BROKER_BIN` when set (and only it), else next to this executable (a
+/// `cargo xtask dist` folder, or `target/<profile>/`; also one folder up, for test
+/// executables in `deps/`), else on `PATH`.
 pub fn broker_binary() -> Option<PathBuf> {
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1).take(2) {
-            let candidate = dir.join(BROKER_BIN);
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
+    if let Some(path) = std::env::var_os(BROKER_BIN_ENV).filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join(BROKER_BIN);
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    std::env::var_os(BROKER_BIN_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
+    let exe = std::env::current_exe().ok();
+    let next_to_exe = exe.iter().flat_map(|e| e.ancestors().skip(1).take(2));
+    let path = std::env::var_os("PATH");
+    let on_path = path.iter().flat_map(std::env::split_paths);
+    next_to_exe
+        .map(Path::to_path_buf)
+        .chain(on_path)
+        .map(|dir| dir.join(BROKER_BIN))
+        .find(|candidate| candidate.is_file())
 }
 
-/// The broker options for the codex at `codex`: that binary, the broker binary found by
-/// [`broker_binary`], and this process's `CODEX_HOME`.
+/// The broker options for the codex at `codex`: that binary and this process's
+/// `CODEX_HOME`. The broker binary is left to `codex_asp::broker::ensure`'s lookup (explicit,
+/// then `$CODEX_BROKER_BIN`, then next to this executable, then `PATH`; [`broker_binary`]
+/// reports the same choice).
 pub fn broker_options(codex: &Path) -> BrokerOptions {
-    let mut options =
-        BrokerOptions::new()
-            .codex(codex)
-            .client_info(codex_asp::protocol::InitializeParams::new(
-                "codex-companion",
-                env!("CARGO_PKG_VERSION"),
-            ));
-    if let Some(bin) = broker_binary() {
-        options = options.broker_binary(bin);
-    }
-    options
+    BrokerOptions::new()
+        .codex(codex)
+        .client_info(codex_asp::protocol::InitializeParams::new(
+            "codex-companion",
+            env!("CARGO_PKG_VERSION"),
+        ))
 }
 
 /// The state of the broker of `codex`: `Ok(None)` when none runs.
@@ -89,12 +79,6 @@ const BACKSTOP_GRACE: Duration = Duration::from_secs(1);
 
 /// A job's time: its timeout, counted from its start. Start-up (finding codex, reaching an
 /// app-server, the handshake) comes out of it; the turn gets the rest.
-///
-/// ```
-/// use codex_agent::companion::connect::JobClock;
-/// let clock = JobClock::start(std::time::Duration::from_secs(60));
-/// assert!(clock.remaining() <= clock.timeout());
-/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct JobClock {
     started: Instant,
@@ -111,14 +95,14 @@ impl JobClock {
     }
 
     /// The job's whole timeout.
+    #[cfg(test)]
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
     /// When the job's time is up.
     pub fn deadline(&self) -> Instant {
-        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
-        self.started + self.timeout.min(YEAR)
+        self.started + self.timeout.min(codex_core::util::FAR_FUTURE)
     }
 
     /// What is left of the job's time (zero once it is up).
@@ -244,7 +228,7 @@ pub async fn connect_private(
         .handshake_timeout(clock.handshake_timeout());
     let backend = AspBackend::spawn(codex.clone(), options)
         .await
-        .map_err(|e| CompanionError::Delegate(crate::Error::from(e)))?;
+        .map_err(|e| CompanionError::Delegate(codex_agent::Error::from(e)))?;
     // runs without a timeout of their own (reviews) get what is left after the handshake
     let default_timeout = clock.turn_time("starting codex app-server")?;
     let backend = AspBackend::from_connection_with(
@@ -306,5 +290,16 @@ pub async fn interrupt_through_broker(codex: &Path, thread: &ThreadId, turn: &Tu
         Ok(Err(e)) if broker::is_thread_owned(&e) => Interrupt::Owned,
         Ok(Err(e)) => Interrupt::Failed(codex_core::error_chain(&e)),
         Err(_) => Interrupt::Failed("the broker did not answer turn/interrupt within 10 s".into()),
+    }
+}
+
+/// The examples that documented this module when it was public API of codex-agent.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn example_1() {
+        use crate::connect::JobClock;
+        let clock = JobClock::start(std::time::Duration::from_secs(60));
+        assert!(clock.remaining() <= clock.timeout());
     }
 }

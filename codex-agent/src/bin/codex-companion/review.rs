@@ -5,16 +5,16 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use codex_agent::jobs::{JobPhase, JobResult, JobStatus, JobStore, StoreError};
 use codex_asp::AspBackend;
 use codex_asp::protocol::{BaseBranchTarget, ReviewTarget};
-use codex_core::jobs::{JobPhase, JobResult, JobStatus, JobStore, StoreError};
 use codex_core::{Backend, Event, ItemDetails, ThreadId, TurnId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::CompanionError;
-use super::progress::EventCallback;
+use crate::error::CompanionError;
+use crate::progress::EventCallback;
 
 /// Which scope the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -46,12 +46,6 @@ pub enum ReviewScope {
 
 impl ReviewScope {
     /// A description for prompts and progress lines.
-    ///
-    /// ```
-    /// use codex_agent::companion::review::ReviewScope;
-    /// assert_eq!(ReviewScope::WorkingTree.describe(), "the uncommitted changes of the working tree");
-    /// assert_eq!(ReviewScope::Branch { base: "main".into() }.describe(), "the changes of the current branch against main");
-    /// ```
     pub fn describe(&self) -> String {
         match self {
             ReviewScope::WorkingTree => "the uncommitted changes of the working tree".to_owned(),
@@ -90,10 +84,6 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String, CompanionError> {
 }
 
 /// Whether `dir` is inside a git work tree.
-///
-/// ```
-/// assert!(!codex_agent::companion::review::is_git_repo(std::path::Path::new("/")));
-/// ```
 pub fn is_git_repo(dir: &Path) -> bool {
     git(dir, &["rev-parse", "--is-inside-work-tree"]).is_ok_and(|out| out == "true")
 }
@@ -284,13 +274,6 @@ pub struct ReviewFinding {
 }
 
 /// The structured output of codex's native review (the model's JSON answer in review mode).
-///
-/// ```
-/// use codex_agent::companion::review::ReviewOutput;
-/// let out = ReviewOutput::parse(r#"{"findings":[],"overall_correctness":"patch is correct","overall_explanation":"Fine.","overall_confidence_score":0.8}"#).unwrap();
-/// assert!(out.render().contains("patch is correct"));
-/// assert!(ReviewOutput::parse("plain text").is_none());
-/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ReviewOutput {
@@ -366,10 +349,6 @@ impl ReviewOutput {
 
 /// The text to show for a native review's answer: the rendered review when it is codex's
 /// review JSON, else the text itself.
-///
-/// ```
-/// assert_eq!(codex_agent::companion::review::render_native("No issues found."), "No issues found.\n");
-/// ```
 pub fn render_native(text: &str) -> String {
     match ReviewOutput::parse(text) {
         Some(review) => review.render(),
@@ -396,12 +375,6 @@ pub struct NativeReview {
 
 impl ReviewScope {
     /// The `review/start` target of this scope.
-    ///
-    /// ```
-    /// use codex_agent::companion::review::ReviewScope;
-    /// use codex_asp::protocol::ReviewTarget;
-    /// assert_eq!(ReviewScope::WorkingTree.target(), ReviewTarget::UncommittedChanges);
-    /// ```
     pub fn target(&self) -> ReviewTarget {
         match self {
             ReviewScope::WorkingTree => ReviewTarget::UncommittedChanges,
@@ -437,7 +410,7 @@ pub async fn run_native_review(
         Err(e) => (e.thread_id().cloned(), None),
     };
     let message = result.as_ref().err().map(|e| codex_core::error_chain(e));
-    let cancelled = matches!(result, Err(crate::Error::Cancelled { .. }));
+    let cancelled = matches!(result, Err(codex_agent::Error::Cancelled { .. }));
     let raw = result.as_ref().ok().map(|r| r.raw.clone());
     let store2 = store.clone();
     let id = job_id.to_owned();
@@ -487,12 +460,12 @@ async fn review_turn(
     scope: &ReviewScope,
     cancel: CancellationToken,
     progress: Option<EventCallback>,
-) -> Result<NativeReview, crate::Error> {
+) -> Result<NativeReview, codex_agent::Error> {
     let kind = backend.kind();
     let mut run = tokio::select! {
         biased;
-        () = cancel.cancelled() => return Err(crate::Error::Cancelled { thread_id: None }),
-        run = backend.review(cwd, scope.target()) => run.map_err(crate::Error::from)?,
+        () = cancel.cancelled() => return Err(codex_agent::Error::Cancelled { thread_id: None }),
+        run = backend.review(cwd, scope.target()) => run.map_err(codex_agent::Error::from)?,
     };
     let mut thread_id: Option<ThreadId> = None;
     let mut turn_id: Option<TurnId> = None;
@@ -503,7 +476,7 @@ async fn review_turn(
             () = cancel.cancelled() => {
                 run.cancel();
                 let _ = run.outcome().await;
-                return Err(crate::Error::Cancelled { thread_id });
+                return Err(codex_agent::Error::Cancelled { thread_id });
             }
             event = run.next_event() => event,
         };
@@ -559,13 +532,13 @@ async fn review_turn(
         }
     }
     let outcome = run.outcome().await.map_err(|e| match e {
-        codex_core::Error::Cancelled { thread_id: t } => crate::Error::Cancelled {
+        codex_core::Error::Cancelled { thread_id: t } => codex_agent::Error::Cancelled {
             thread_id: t.or(thread_id.clone()),
         },
         codex_core::Error::Timeout {
             after,
             thread_id: t,
-        } => crate::Error::Timeout {
+        } => codex_agent::Error::Timeout {
             after,
             thread_id: t.or(thread_id.clone()),
         },
@@ -573,7 +546,7 @@ async fn review_turn(
             thread_id: t,
             turn_id: u,
             message,
-        } => crate::Error::TurnFailed {
+        } => codex_agent::Error::TurnFailed {
             backend: kind,
             thread_id: t.or(thread_id.clone()),
             turn_id: u.or(turn_id.clone()),
@@ -583,19 +556,19 @@ async fn review_turn(
             thread_id: t,
             turn_id: u,
             message,
-        } => crate::Error::AuthRejected {
+        } => codex_agent::Error::AuthRejected {
             backend: Some(kind),
             thread_id: t.or(thread_id.clone()),
             turn_id: u.or(turn_id.clone()),
             message,
         },
-        other if thread_id.is_some() => crate::Error::TurnIncomplete {
+        other if thread_id.is_some() => codex_agent::Error::TurnIncomplete {
             backend: kind,
             thread_id: thread_id.clone(),
             turn_id: turn_id.clone(),
             source: Some(Box::new(other)),
         },
-        other => crate::Error::from(other),
+        other => codex_agent::Error::from(other),
     })?;
     let raw = exited_review.or(outcome.final_message).unwrap_or_default();
     Ok(NativeReview {
@@ -696,6 +669,57 @@ mod tests {
         assert!(
             out.contains("1. [P0] Major (/w/b.rs:5-9, confidence 0.90)\n   line1\n   line2\n"),
             "{out}"
+        );
+    }
+}
+
+/// The examples that documented this module when it was public API of codex-agent.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn example_1() {
+        use crate::review::ReviewScope;
+        assert_eq!(
+            ReviewScope::WorkingTree.describe(),
+            "the uncommitted changes of the working tree"
+        );
+        assert_eq!(
+            ReviewScope::Branch {
+                base: "main".into()
+            }
+            .describe(),
+            "the changes of the current branch against main"
+        );
+    }
+
+    #[test]
+    fn example_2() {
+        assert!(!crate::review::is_git_repo(std::path::Path::new("/")));
+    }
+
+    #[test]
+    fn example_3() {
+        use crate::review::ReviewOutput;
+        let out = ReviewOutput::parse(r#"{"findings":[],"overall_correctness":"patch is correct","overall_explanation":"Fine.","overall_confidence_score":0.8}"#).unwrap();
+        assert!(out.render().contains("patch is correct"));
+        assert!(ReviewOutput::parse("plain text").is_none());
+    }
+
+    #[test]
+    fn example_4() {
+        assert_eq!(
+            crate::review::render_native("No issues found."),
+            "No issues found.\n"
+        );
+    }
+
+    #[test]
+    fn example_5() {
+        use crate::review::ReviewScope;
+        use codex_asp::protocol::ReviewTarget;
+        assert_eq!(
+            ReviewScope::WorkingTree.target(),
+            ReviewTarget::UncommittedChanges
         );
     }
 }

@@ -14,18 +14,6 @@ use codex_core::{Backend, BackendKind, Error, Event, ItemDetails, Run, TaskSpec,
 pub type EventCallback = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// A [`Backend`] that reports the events of its inner backend's runs to a callback.
-///
-/// ```
-/// use std::sync::Arc;
-/// use codex_agent::companion::progress::Tap;
-/// # fn demo(inner: Arc<dyn codex_core::Backend>) {
-/// let tapped = Tap::new(inner, Arc::new(|event: &codex_core::Event| {
-///     if let Some(line) = codex_agent::companion::progress::progress_line(event) {
-///         eprintln!("{line}");
-///     }
-/// }));
-/// # let _ = tapped; }
-/// ```
 pub struct Tap {
     inner: Arc<dyn Backend>,
     callback: EventCallback,
@@ -133,13 +121,6 @@ impl Backend for Tap {
 
 /// A one-line, human description of an event worth showing while a turn runs, if it is
 /// one (deltas and item starts are not).
-///
-/// ```
-/// use codex_agent::companion::progress::progress_line;
-/// use codex_core::Event;
-/// assert_eq!(progress_line(&Event::ThreadStarted { thread_id: "t-1".into() }).as_deref(), Some("thread t-1"));
-/// assert_eq!(progress_line(&Event::Delta { item_id: "i".into(), kind: codex_core::event::DeltaKind::AgentMessage, delta: "x".into() }), None);
-/// ```
 pub fn progress_line(event: &Event) -> Option<String> {
     let first_line = |text: &str| -> String {
         let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
@@ -184,7 +165,7 @@ pub fn progress_line(event: &Event) -> Option<String> {
         Event::Error { message } => format!("codex error: {}", first_line(message)),
         _ => return None,
     };
-    Some(codex_core::jobs::redact(&line))
+    Some(codex_agent::jobs::redact(&line))
 }
 
 #[cfg(test)]
@@ -277,5 +258,30 @@ mod tests {
         );
         let err = tap.start(TaskSpec::new("x")).await.unwrap().wait().await;
         assert!(err.is_err());
+    }
+}
+
+/// The examples that documented this module when it was public API of codex-agent.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn example_1() {
+        use crate::progress::progress_line;
+        use codex_core::Event;
+        assert_eq!(
+            progress_line(&Event::ThreadStarted {
+                thread_id: "t-1".into()
+            })
+            .as_deref(),
+            Some("thread t-1")
+        );
+        assert_eq!(
+            progress_line(&Event::Delta {
+                item_id: "i".into(),
+                kind: codex_core::event::DeltaKind::AgentMessage,
+                delta: "x".into()
+            }),
+            None
+        );
     }
 }

@@ -5,17 +5,6 @@
 //! The validator understands the subset of JSON Schema the schema uses (`type`, `required`,
 //! `properties`, `items`, `enum`, `minimum`, `maximum`), so the schema sent to Codex and the
 //! check of its answer cannot drift apart.
-//!
-//! ```
-//! use codex_agent::companion::adversarial::{parse, render};
-//! let answer = r#"{"verdict":"needs-attention","summary":"One bug.","findings":[
-//!   {"severity":"low","title":"Typo","body":"b","file":"a.rs","line_start":1,"line_end":1,"confidence":0.5,"recommendation":"fix"},
-//!   {"severity":"critical","title":"Crash","body":"b","file":"b.rs","line_start":3,"line_end":4,"confidence":0.9,"recommendation":"guard"}],
-//!   "next_steps":["add a test"]}"#;
-//! let review = parse(answer).unwrap();
-//! let text = render(&review);
-//! assert!(text.find("Crash").unwrap() < text.find("Typo").unwrap());
-//! ```
 
 use std::fmt;
 
@@ -26,11 +15,6 @@ use serde_json::{Value, json};
 ///
 /// Every property is required and no other is allowed (the form strict structured outputs
 /// need).
-///
-/// ```
-/// let schema = codex_agent::companion::adversarial::output_schema();
-/// assert_eq!(schema["required"][0], "verdict");
-/// ```
 pub fn output_schema() -> Value {
     json!({
         "type": "object",
@@ -150,11 +134,6 @@ pub struct AdversarialReview {
 impl AdversarialReview {
     /// The findings sorted by severity (worst first), then by confidence (highest first),
     /// then by file and line.
-    ///
-    /// ```
-    /// # let review = codex_agent::companion::adversarial::parse(r#"{"verdict":"approve","summary":"","findings":[],"next_steps":[]}"#).unwrap();
-    /// assert!(review.sorted_findings().is_empty());
-    /// ```
     pub fn sorted_findings(&self) -> Vec<&Finding> {
         let mut out: Vec<&Finding> = self.findings.iter().collect();
         out.sort_by(|a, b| {
@@ -169,11 +148,6 @@ impl AdversarialReview {
 }
 
 /// Why an answer is not a valid adversarial review.
-///
-/// ```
-/// let err = codex_agent::companion::adversarial::parse(r#"{"verdict":"maybe"}"#).unwrap_err();
-/// assert!(err.to_string().contains("verdict"));
-/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 #[non_exhaustive]
@@ -184,13 +158,6 @@ pub struct SchemaMismatch {
 
 /// Checks `answer` against [`output_schema`] and reads it. A Markdown code fence around the
 /// JSON is tolerated.
-///
-/// ```
-/// use codex_agent::companion::adversarial::parse;
-/// let err = parse(r#"{"verdict":"approve","summary":"ok","findings":[{"severity":"urgent"}],"next_steps":[]}"#).unwrap_err();
-/// assert!(err.to_string().contains(r#"findings[0].severity: "urgent" is not one of critical, high, medium, low"#), "{err}");
-/// assert!(parse("not json").unwrap_err().to_string().contains("not JSON"));
-/// ```
 pub fn parse(answer: &str) -> Result<AdversarialReview, SchemaMismatch> {
     let text = strip_fence(answer);
     let value: Value = serde_json::from_str(text).map_err(|e| SchemaMismatch {
@@ -313,13 +280,6 @@ fn describe(value: &Value) -> &'static str {
 
 /// Renders a review for people: the verdict, the summary, the findings sorted by severity,
 /// the next steps.
-///
-/// ```
-/// # let review = codex_agent::companion::adversarial::parse(r#"{"verdict":"approve","summary":"Looks right.","findings":[],"next_steps":[]}"#).unwrap();
-/// let text = codex_agent::companion::adversarial::render(&review);
-/// assert!(text.starts_with("Verdict: approve\n"));
-/// assert!(text.contains("No findings."));
-/// ```
 pub fn render(review: &AdversarialReview) -> String {
     let mut out = format!("Verdict: {}\n", review.verdict);
     if !review.summary.trim().is_empty() {
@@ -366,11 +326,6 @@ pub fn render(review: &AdversarialReview) -> String {
 }
 
 /// Renders an answer that did not match the schema: the reason, then the answer as it came.
-///
-/// ```
-/// let text = codex_agent::companion::adversarial::render_mismatch("hello", "the answer is not JSON");
-/// assert!(text.contains("the answer is not JSON") && text.ends_with("hello\n"));
-/// ```
 pub fn render_mismatch(answer: &str, reason: &str) -> String {
     let mut out = format!(
         "The answer does not follow the adversarial-review schema ({reason}); it is shown as it came:\n\n"
@@ -383,11 +338,6 @@ pub fn render_mismatch(answer: &str, reason: &str) -> String {
 /// The prompt of an adversarial review of `target` (a description of what is reviewed, such
 /// as "the uncommitted changes"), with the change itself (`diff`, already bounded by the
 /// caller) and the user's optional focus.
-///
-/// ```
-/// let p = codex_agent::companion::adversarial::prompt("the uncommitted changes", "diff --git a/x b/x", "error handling");
-/// assert!(p.contains("error handling") && p.contains("diff --git"));
-/// ```
 pub fn prompt(target: &str, diff: &str, focus: &str) -> String {
     let mut out = String::new();
     out.push_str(
@@ -481,5 +431,87 @@ mod tests {
         assert!(parse(&format!("```json\n{inner}\n```")).is_ok());
         assert!(parse(&format!("```\n{inner}\n```\n")).is_ok());
         assert_eq!(strip_fence("```"), "");
+    }
+}
+
+/// The examples that documented this module when it was public API of codex-agent.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn example_1() {
+        use crate::adversarial::{parse, render};
+        let answer = r#"{"verdict":"needs-attention","summary":"One bug.","findings":[
+          {"severity":"low","title":"Typo","body":"b","file":"a.rs","line_start":1,"line_end":1,"confidence":0.5,"recommendation":"fix"},
+          {"severity":"critical","title":"Crash","body":"b","file":"b.rs","line_start":3,"line_end":4,"confidence":0.9,"recommendation":"guard"}],
+          "next_steps":["add a test"]}"#;
+        let review = parse(answer).unwrap();
+        let text = render(&review);
+        assert!(text.find("Crash").unwrap() < text.find("Typo").unwrap());
+    }
+
+    #[test]
+    fn example_2() {
+        let schema = crate::adversarial::output_schema();
+        assert_eq!(schema["required"][0], "verdict");
+    }
+
+    #[test]
+    fn example_3() {
+        let review = crate::adversarial::parse(
+            r#"{"verdict":"approve","summary":"","findings":[],"next_steps":[]}"#,
+        )
+        .unwrap();
+        assert!(review.sorted_findings().is_empty());
+    }
+
+    #[test]
+    fn example_4() {
+        let err = crate::adversarial::parse(r#"{"verdict":"maybe"}"#).unwrap_err();
+        assert!(err.to_string().contains("verdict"));
+    }
+
+    #[test]
+    fn example_5() {
+        use crate::adversarial::parse;
+        let err = parse(r#"{"verdict":"approve","summary":"ok","findings":[{"severity":"urgent"}],"next_steps":[]}"#).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                r#"findings[0].severity: "urgent" is not one of critical, high, medium, low"#
+            ),
+            "{err}"
+        );
+        assert!(
+            parse("not json")
+                .unwrap_err()
+                .to_string()
+                .contains("not JSON")
+        );
+    }
+
+    #[test]
+    fn example_6() {
+        let review = crate::adversarial::parse(
+            r#"{"verdict":"approve","summary":"Looks right.","findings":[],"next_steps":[]}"#,
+        )
+        .unwrap();
+        let text = crate::adversarial::render(&review);
+        assert!(text.starts_with("Verdict: approve\n"));
+        assert!(text.contains("No findings."));
+    }
+
+    #[test]
+    fn example_7() {
+        let text = crate::adversarial::render_mismatch("hello", "the answer is not JSON");
+        assert!(text.contains("the answer is not JSON") && text.ends_with("hello\n"));
+    }
+
+    #[test]
+    fn example_8() {
+        let p = crate::adversarial::prompt(
+            "the uncommitted changes",
+            "diff --git a/x b/x",
+            "error handling",
+        );
+        assert!(p.contains("error handling") && p.contains("diff --git"));
     }
 }

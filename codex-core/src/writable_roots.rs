@@ -1,4 +1,6 @@
-//! Workspace rules: where Codex may write.
+//! Writable roots: where Codex may write (its working directory and the extra writable
+//! directories). Not the project root a job store is keyed by (`codex-agent`'s
+//! `jobs::project_root`).
 //!
 //! With the `workspace-write` sandbox, commands Codex runs can write only inside its working
 //! directory and the extra writable directories; anything else fails inside the sandbox, often
@@ -14,7 +16,7 @@ use crate::spec::{SandboxMode, TaskSpec};
 
 /// Normalises a path without touching the file system beyond canonicalising the longest
 /// existing ancestor (so not-yet-created files can be checked).
-pub fn normalize(path: &Path, base: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path, base: &Path) -> PathBuf {
     let joined = if path.is_absolute() {
         path.to_owned()
     } else {
@@ -50,7 +52,7 @@ pub fn normalize(path: &Path, base: &Path) -> PathBuf {
 }
 
 /// Whether `path` is inside `root` (both normalised).
-pub fn is_within(path: &Path, root: &Path) -> bool {
+pub(crate) fn is_within(path: &Path, root: &Path) -> bool {
     path.starts_with(root)
 }
 

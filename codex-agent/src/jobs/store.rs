@@ -1,55 +1,19 @@
-//! Job records and the on-disk job store.
-//!
-//! A *job* is one delegated piece of work (a task, a review, an adversarial review) whose
-//! progress outlives the process that started it: `codex-companion status` in another terminal
-//! reads it, a background worker updates it, a crash leaves it behind for the next reader to
-//! reconcile.
-//!
-//! ## Layout and guarantees
-//!
-//! ```text
-//! $CODEX_BRIDGE_STATE_DIR (else the platform state dir)/codex-bridge/
-//!   workspaces/<name>-<hash>/        one store per workspace (canonical git top-level or cwd)
-//!     store.lock                     advisory lock taken around every read-modify-write
-//!     jobs/<job-id>.json             one record per job, written atomically (temp + rename)
-//!     jobs/<job-id>.json.corrupt-N   a record that could not be parsed, kept aside
-//!     logs/<job-id>.log              the job's log (secrets redacted)
-//! ```
-//!
-//! - Every write is a complete new file renamed over the old one while holding the store's
-//!   exclusive lock, so concurrent writers in several processes lose nothing and readers
-//!   never see half a record.
-//! - A record that cannot be parsed is moved aside and reported ([`StoreError::Corrupt`] from
-//!   [`JobStore::get`], a [`ListReport::corrupt`] entry from [`JobStore::list`]); it is never
-//!   silently reset.
-//! - A job's identity is its file name. Ids are checked by one rule ([`validate_job_id`]:
-//!   letters, digits, `-` and `_`) whether they come from the caller or from the store's own
-//!   files, and every path of a job (record, log, a companion's spec) is built from a checked
-//!   id only, never from a record's content. A record whose `id` field differs from its file
-//!   name (a hand-edited or damaged file, possibly `"../../x"`) is corrupt: it is kept aside
-//!   like an unparsable one, never rewritten under the id it claims. A `jobs/*.json` file whose
-//!   name is not a valid id is kept aside too. The `log_file` field is derived from the id:
-//!   whatever a file says, a record read back names `logs/<id>.log`, and pruning deletes
-//!   only `jobs/<id>.json` and `logs/<id>.log`. So reading, reconciling and pruning write
-//!   nothing outside the store's directory.
-//! - Reading reconciles: a queued or running job whose worker process is gone is marked
-//!   failed ("worker exited") by whoever reads the store next.
-//! - Pruning keeps the newest `keep_finished` finished jobs (default 50).
-//! - Text that lands in records or logs passes through [`redact`]: API keys and bearer tokens
-//!   never reach the disk.
+//! [`JobStore`]: the on-disk, multi-process-safe store of one project's job records (layout
+//! and guarantees in [the module above](super)).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use codex_core::paths::STATE_DIR_ENV;
+use codex_core::{BackendKind, ThreadId};
 
-use crate::backend::BackendKind;
-use crate::event::{ThreadId, TurnId};
-
-/// The environment variable naming the root of every job store.
-pub const STATE_DIR_ENV: &str = "CODEX_BRIDGE_STATE_DIR";
+use super::record::{
+    JobKind, JobPhase, JobRecord, JobStatus, MAX_JOB_ID_LEN, NewJob, validate_job_id,
+};
+use super::redact::redact;
+use super::worker::Worker;
 
 /// How many finished jobs a store keeps by default.
 pub const DEFAULT_KEEP_FINISHED: usize = 50;
@@ -116,258 +80,9 @@ pub enum StoreError {
     },
 }
 
-/// The longest job id (or prefix) [`validate_job_id`] accepts.
-pub const MAX_JOB_ID_LEN: usize = 128;
-
-/// Checks that `id` can name a job (or be a prefix of one): 1 to [`MAX_JOB_ID_LEN`] ASCII
-/// letters, digits, `-` or `_`. No separator, no dot, so it names one file in the store's
-/// folders and nothing else. This one rule applies to ids given by a caller and to ids read
-/// from the store's own files.
-///
-/// ```
-/// use codex_core::jobs::validate_job_id;
-/// assert!(validate_job_id("job-0194f3a2b1c-5e6f7a").is_ok());
-/// assert!(validate_job_id("job-01").is_ok());
-/// assert!(validate_job_id("../../x").is_err());
-/// assert!(validate_job_id("").is_err());
-/// ```
-pub fn validate_job_id(id: &str) -> Result<(), StoreError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_JOB_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidId { id: id.to_owned() })
-    }
-}
-
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
     let context = context.into();
     move |source| StoreError::Io { context, source }
-}
-
-/// What kind of work a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum JobKind {
-    /// A task (`codex-companion task`, a delegation).
-    Task,
-    /// A native review (`review/start`).
-    Review,
-    /// A structured adversarial review.
-    AdversarialReview,
-}
-
-impl std::fmt::Display for JobKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            JobKind::Task => "task",
-            JobKind::Review => "review",
-            JobKind::AdversarialReview => "adversarial-review",
-        })
-    }
-}
-
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum JobStatus {
-    /// Created, no worker yet.
-    Queued,
-    /// A worker runs it.
-    Running,
-    /// Codex completed the turn.
-    Completed,
-    /// It failed (see `error`).
-    Failed,
-    /// It was cancelled.
-    Cancelled,
-}
-
-impl JobStatus {
-    /// Whether the job is over.
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
-        )
-    }
-
-    /// Whether `self → to` is allowed (queued → running → completed | failed | cancelled;
-    /// queued may also fail or be cancelled directly; finished is final).
-    pub fn can_become(self, to: JobStatus) -> bool {
-        use JobStatus::*;
-        match (self, to) {
-            (a, b) if a == b => !a.is_finished(),
-            (Queued, _) => true,
-            (Running, Completed | Failed | Cancelled) => true,
-            _ => false,
-        }
-    }
-}
-
-impl std::fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            JobStatus::Queued => "queued",
-            JobStatus::Running => "running",
-            JobStatus::Completed => "completed",
-            JobStatus::Failed => "failed",
-            JobStatus::Cancelled => "cancelled",
-        })
-    }
-}
-
-/// A finer-grained progress marker while a job runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum JobPhase {
-    /// Starting codex / connecting.
-    Starting,
-    /// The model is working.
-    Running,
-    /// Files are being changed.
-    Editing,
-    /// Commands are being run (tests, checks).
-    Verifying,
-    /// Writing the answer.
-    Finalizing,
-    /// Over.
-    Done,
-}
-
-/// What a finished job produced.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct JobResult {
-    /// Codex's final message.
-    pub final_message: Option<String>,
-    /// Files the turn changed.
-    pub touched_files: Vec<PathBuf>,
-    /// The reasoning summary.
-    pub reasoning_summary: Option<String>,
-}
-
-impl JobResult {
-    /// Builds a result.
-    pub fn new(
-        final_message: Option<String>,
-        touched_files: Vec<PathBuf>,
-        reasoning_summary: Option<String>,
-    ) -> Self {
-        JobResult {
-            final_message,
-            touched_files,
-            reasoning_summary,
-        }
-    }
-}
-
-/// One job, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct JobRecord {
-    /// Unique id (sortable by creation time). The record's file is `jobs/<id>.json`; a stored
-    /// record whose `id` differs from its file name is corrupt.
-    pub id: String,
-    /// What it is.
-    pub kind: JobKind,
-    /// A short title (first line of the prompt).
-    pub title: String,
-    /// A one-line summary of the outcome, once known.
-    pub summary: Option<String>,
-    /// The workspace root the job runs in.
-    pub workspace_root: PathBuf,
-    /// Whether it may write files.
-    pub write: bool,
-    /// Status.
-    pub status: JobStatus,
-    /// Phase.
-    pub phase: JobPhase,
-    /// The worker process, while one runs the job.
-    pub pid: Option<u32>,
-    /// The worker's start time (clock ticks since boot), to detect pid reuse.
-    #[serde(default)]
-    pub pid_start_time: Option<u64>,
-    /// The backend that runs it.
-    pub backend: Option<BackendKind>,
-    /// The codex thread.
-    pub thread_id: Option<ThreadId>,
-    /// The codex turn.
-    pub turn_id: Option<TurnId>,
-    /// Creation time, milliseconds since the Unix epoch.
-    pub created_at_ms: u64,
-    /// Last update.
-    pub updated_at_ms: u64,
-    /// When it started running.
-    pub started_at_ms: Option<u64>,
-    /// When it finished.
-    pub finished_at_ms: Option<u64>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// What it produced.
-    pub result: Option<JobResult>,
-    /// Its log file, `logs/<id>.log` in the store (derived from the id when read back).
-    pub log_file: PathBuf,
-}
-
-impl JobRecord {
-    /// Moves to `to`, stamping times; refuses transitions out of a finished state.
-    pub fn set_status(&mut self, to: JobStatus) -> Result<(), StoreError> {
-        if !self.status.can_become(to) {
-            return Err(StoreError::Transition {
-                id: self.id.clone(),
-                from: self.status,
-                to,
-            });
-        }
-        let now = now_ms();
-        if to == JobStatus::Running && self.started_at_ms.is_none() {
-            self.started_at_ms = Some(now);
-        }
-        if to.is_finished() {
-            self.finished_at_ms = Some(now);
-            self.phase = JobPhase::Done;
-        }
-        self.status = to;
-        Ok(())
-    }
-
-    /// Marks the job failed with `error` (redacted).
-    pub fn fail(&mut self, error: &str) -> Result<(), StoreError> {
-        self.set_status(JobStatus::Failed)?;
-        self.error = Some(redact(error));
-        Ok(())
-    }
-}
-
-/// What to create.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct NewJob {
-    /// Kind.
-    pub kind: JobKind,
-    /// Title (redacted and cut to one line of at most 120 characters).
-    pub title: String,
-    /// Whether it may write.
-    pub write: bool,
-}
-
-impl NewJob {
-    /// A new job description.
-    pub fn new(kind: JobKind, title: impl Into<String>, write: bool) -> Self {
-        NewJob {
-            kind,
-            title: title.into(),
-            write,
-        }
-    }
 }
 
 /// The result of [`JobStore::list`]: the readable jobs, newest first, and what was corrupt.
@@ -380,35 +95,35 @@ pub struct ListReport {
     pub corrupt: Vec<StoreError>,
 }
 
-/// The job store of one workspace.
+/// The job store of one project (see [`project_root`]).
 #[derive(Debug, Clone)]
 pub struct JobStore {
     dir: PathBuf,
-    workspace_root: PathBuf,
+    project_root: PathBuf,
     keep_finished: usize,
 }
 
 impl JobStore {
-    /// The store of the workspace containing `cwd` (its git top-level, else `cwd` itself),
-    /// under `$CODEX_BRIDGE_STATE_DIR` or the platform state directory.
-    pub fn for_workspace(cwd: &Path) -> Result<JobStore, StoreError> {
-        let root = state_root()?;
+    /// The store of the project containing `cwd` ([`project_root`]: its git top-level, else
+    /// `cwd` itself), under the state root (`codex_core::paths::state_root`).
+    pub fn for_project(cwd: &Path) -> Result<JobStore, StoreError> {
+        let root = codex_core::paths::state_root().map_err(|_| StoreError::NoStateDir)?;
         JobStore::open(&root, cwd)
     }
 
-    /// The store of the workspace containing `cwd`, under `state_root`.
+    /// The store of the project containing `cwd` ([`project_root`]), under `state_root`.
     pub fn open(state_root: &Path, cwd: &Path) -> Result<JobStore, StoreError> {
-        let workspace_root = workspace_root(cwd);
+        let project_root = project_root(cwd);
         let dir = state_root
             .join("workspaces")
-            .join(workspace_key(&workspace_root));
+            .join(project_key(&project_root));
         for sub in ["jobs", "logs"] {
             fs::create_dir_all(dir.join(sub))
                 .map_err(io_err(format!("creating {}", dir.join(sub).display())))?;
         }
         Ok(JobStore {
             dir,
-            workspace_root,
+            project_root,
             keep_finished: DEFAULT_KEEP_FINISHED,
         })
     }
@@ -424,9 +139,9 @@ impl JobStore {
         &self.dir
     }
 
-    /// The workspace root this store belongs to.
-    pub fn workspace_root(&self) -> &Path {
-        &self.workspace_root
+    /// The project root this store belongs to (see [`project_root`]).
+    pub fn project_root(&self) -> &Path {
+        &self.project_root
     }
 
     /// The record file of `id`, which the caller has checked with [`validate_job_id`].
@@ -446,7 +161,7 @@ impl JobStore {
     ///
     /// ```
     /// # let state = tempfile::tempdir().unwrap();
-    /// let store = codex_core::jobs::JobStore::open(state.path(), state.path()).unwrap();
+    /// let store = codex_agent::jobs::JobStore::open(state.path(), state.path()).unwrap();
     /// assert!(store.log_path("job-1").unwrap().ends_with("logs/job-1.log"));
     /// assert!(store.log_path("../x").is_err());
     /// ```
@@ -480,7 +195,7 @@ impl JobStore {
             kind: new.kind,
             title: title_line(&new.title),
             summary: None,
-            workspace_root: self.workspace_root.clone(),
+            project_root: self.project_root.clone(),
             write: new.write,
             status: JobStatus::Queued,
             phase: JobPhase::Starting,
@@ -536,8 +251,7 @@ impl JobStore {
         let pid = std::process::id();
         self.update(id, |r| {
             r.set_status(JobStatus::Running)?;
-            r.pid = Some(pid);
-            r.pid_start_time = process_start_time(pid);
+            r.set_worker(Some(Worker::of(pid)));
             r.backend = Some(backend);
             r.phase = JobPhase::Starting;
             Ok(())
@@ -594,7 +308,7 @@ impl JobStore {
             .find(|j| !j.status.is_finished()))
     }
 
-    /// The thread of the newest completed task of this workspace (never a review thread),
+    /// The thread of the newest completed task of this project (never a review thread),
     /// for "resume last".
     pub fn latest_task_thread(&self) -> Result<Option<ThreadId>, StoreError> {
         Ok(self
@@ -602,7 +316,7 @@ impl JobStore {
             .jobs
             .into_iter()
             .filter(|j| j.kind == JobKind::Task && j.status.is_finished())
-            .filter(|j| j.workspace_root == self.workspace_root)
+            .filter(|j| j.project_root == self.project_root)
             .find_map(|j| j.thread_id))
     }
 
@@ -789,7 +503,7 @@ fn reconcile_one(record: &mut JobRecord) -> bool {
         return false;
     }
     let Some(pid) = record.pid else { return false };
-    if worker_alive(pid, record.pid_start_time) {
+    if Worker::from_parts(pid, record.pid_start_time).is_alive() {
         return false;
     }
     let _ = record.fail("worker exited before the job finished");
@@ -798,50 +512,10 @@ fn reconcile_one(record: &mut JobRecord) -> bool {
     true
 }
 
-/// Whether process `pid` is alive and (when known) still the same process.
-pub fn worker_alive(pid: u32, start_time: Option<u64>) -> bool {
-    let Ok(raw) = i32::try_from(pid) else {
-        return false;
-    };
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
-        Ok(()) | Err(nix::errno::Errno::EPERM) => {}
-        Err(_) => return false,
-    }
-    // a zombie is dead for our purposes
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
-            return false;
-        }
-        if let (Some(expected), Some(actual)) = (start_time, fields.get(19)) {
-            return actual.parse::<u64>().ok() == Some(expected);
-        }
-    }
-    true
-}
-
-/// The start time of process `pid` in clock ticks since boot (Linux), to tell a reused pid.
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// The root of all job stores: `$CODEX_BRIDGE_STATE_DIR`, else `<platform state dir>/codex-bridge`.
-pub fn state_root() -> Result<PathBuf, StoreError> {
-    if let Some(dir) = std::env::var_os(STATE_DIR_ENV).filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(dir));
-    }
-    dirs::state_dir()
-        .or_else(dirs::data_local_dir)
-        .map(|d| d.join("codex-bridge"))
-        .ok_or(StoreError::NoStateDir)
-}
-
-/// The workspace a directory belongs to: the nearest ancestor holding `.git` (a repository or
-/// worktree), else the directory itself; canonicalised.
-pub fn workspace_root(cwd: &Path) -> PathBuf {
+/// The project a directory belongs to: the nearest ancestor holding `.git` (a repository or
+/// worktree), else the directory itself; canonicalised. Each project has its own job store.
+/// (Not to be confused with the roots Codex may write to, `codex_core::writable_roots`.)
+pub fn project_root(cwd: &Path) -> PathBuf {
     let canon = cwd.canonicalize().unwrap_or_else(|_| cwd.to_owned());
     canon
         .ancestors()
@@ -850,13 +524,9 @@ pub fn workspace_root(cwd: &Path) -> PathBuf {
         .to_owned()
 }
 
-/// A stable, readable directory name for a workspace root: `<basename>-<16 hex of FNV-1a>`.
-pub fn workspace_key(root: &Path) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in root.as_os_str().as_encoded_bytes() {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+/// A stable, readable directory name for a project root: `<basename>-<16 hex of FNV-1a>`.
+fn project_key(root: &Path) -> String {
+    let hash = codex_core::util::fnv1a64(root.as_os_str().as_encoded_bytes());
     let base: String = root
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -874,7 +544,7 @@ pub fn workspace_key(root: &Path) -> String {
     format!("{base}-{hash:016x}")
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
@@ -911,73 +581,6 @@ fn title_line(text: &str) -> String {
         title = "(no title)".into();
     }
     title
-}
-
-/// Replaces secrets in `text`: OpenAI-style keys (`sk-…`), `Bearer <token>` credentials and
-/// `api_key=`/`token=` assignments become `[REDACTED]`.
-pub fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while !rest.is_empty() {
-        if let Some(skip) = secret_at(rest) {
-            out.push_str(&rest[..skip.keep]);
-            out.push_str("[REDACTED]");
-            rest = &rest[skip.keep + skip.secret..];
-            continue;
-        }
-        let ch = rest.chars().next().unwrap_or(' ');
-        out.push(ch);
-        rest = &rest[ch.len_utf8()..];
-    }
-    out
-}
-
-struct Secret {
-    keep: usize,
-    secret: usize,
-}
-
-fn token_len(s: &str) -> usize {
-    s.bytes()
-        .take_while(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=')
-        })
-        .count()
-}
-
-fn secret_at(s: &str) -> Option<Secret> {
-    let lower_prefix = |p: &str| {
-        s.len() >= p.len() && s.is_char_boundary(p.len()) && s[..p.len()].eq_ignore_ascii_case(p)
-    };
-    if let Some(tail) = s.strip_prefix("sk-") {
-        let n = token_len(tail);
-        if n >= 8 {
-            return Some(Secret {
-                keep: 0,
-                secret: 3 + n,
-            });
-        }
-    }
-    for prefix in [
-        "bearer ",
-        "api_key=",
-        "apikey=",
-        "api-key=",
-        "token=",
-        "\"apikey\":\"",
-        "\"api_key\":\"",
-    ] {
-        if lower_prefix(prefix) {
-            let n = token_len(&s[prefix.len()..]);
-            if n >= 4 {
-                return Some(Secret {
-                    keep: prefix.len(),
-                    secret: n,
-                });
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -1264,15 +867,15 @@ mod tests {
     }
 
     #[test]
-    fn workspace_key_uses_git_top_level() {
+    fn project_key_uses_git_top_level() {
         let ws = tempfile::tempdir().unwrap();
         fs::create_dir_all(ws.path().join(".git")).unwrap();
         fs::create_dir_all(ws.path().join("a/b")).unwrap();
         assert_eq!(
-            workspace_root(&ws.path().join("a/b")),
+            project_root(&ws.path().join("a/b")),
             ws.path().canonicalize().unwrap()
         );
-        let k = workspace_key(Path::new("/x/my repo"));
+        let k = project_key(Path::new("/x/my repo"));
         assert!(
             k.starts_with("my_repo-") && k.len() == "my_repo-".len() + 16,
             "{k}"

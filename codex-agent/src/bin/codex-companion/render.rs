@@ -3,12 +3,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use codex_core::jobs::{JobKind, JobPhase, JobRecord, JobStatus};
+use codex_agent::jobs::{JobKind, JobPhase, JobRecord, JobStatus};
 use serde_json::{Value, json};
 
-use super::ExitCode;
-use super::adversarial;
-use super::review::render_native;
+use crate::adversarial;
+use crate::error::ExitCode;
+use crate::review::render_native;
 
 /// How many finished jobs `status` lists without `--all`.
 pub const RECENT_FINISHED: usize = 5;
@@ -44,11 +44,6 @@ pub fn elapsed_ms(job: &JobRecord) -> u64 {
 }
 
 /// `1h02m`, `3m07s`, `12.3s`.
-///
-/// ```
-/// assert_eq!(codex_agent::companion::render::duration(187_000), "3m07s");
-/// assert_eq!(codex_agent::companion::render::duration(1_250), "1.2s");
-/// ```
 pub fn duration(ms: u64) -> String {
     let s = ms / 1000;
     if s >= 3600 {
@@ -103,7 +98,7 @@ pub fn job_detail(job: &JobRecord) -> String {
         },
     );
     field("title", job.title.clone());
-    field("workspace", job.workspace_root.display().to_string());
+    field("workspace", job.project_root.display().to_string());
     field("write", if job.write { "yes" } else { "no" }.to_owned());
     if let Some(b) = job.backend {
         field("backend", b.to_string());
@@ -152,14 +147,6 @@ pub struct Answer {
 /// Renders `raw`, the final message of a job of `kind`: a task's answer as it is, a native
 /// review rendered ([`render_native`]), an adversarial review checked and rendered sorted by
 /// severity, or shown raw with the reason.
-///
-/// ```
-/// use codex_agent::companion::render::render_answer;
-/// use codex_core::jobs::JobKind;
-/// let a = render_answer(JobKind::AdversarialReview, "oops");
-/// assert!(a.schema_error.is_some() && a.text.ends_with("oops\n"));
-/// assert_eq!(render_answer(JobKind::Task, "done").text, "done\n");
-/// ```
 pub fn render_answer(kind: JobKind, raw: &str) -> Answer {
     match kind {
         JobKind::AdversarialReview => match adversarial::parse(raw) {
@@ -252,7 +239,7 @@ pub fn result_json(job: &JobRecord) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use codex_core::jobs::{JobResult, JobStore, NewJob};
+    use codex_agent::jobs::{JobResult, JobStore, NewJob};
 
     #[test]
     fn listing_and_results() {
@@ -296,5 +283,24 @@ mod tests {
         assert_eq!(doc["final_message"], "answer 0");
         assert_eq!(doc["job"]["status"], "completed");
         assert!(job_detail(&done).contains("  status     completed\n"));
+    }
+}
+
+/// The examples that documented this module when it was public API of codex-agent.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn example_1() {
+        assert_eq!(crate::render::duration(187_000), "3m07s");
+        assert_eq!(crate::render::duration(1_250), "1.2s");
+    }
+
+    #[test]
+    fn example_2() {
+        use crate::render::render_answer;
+        use codex_agent::jobs::JobKind;
+        let a = render_answer(JobKind::AdversarialReview, "oops");
+        assert!(a.schema_error.is_some() && a.text.ends_with("oops\n"));
+        assert_eq!(render_answer(JobKind::Task, "done").text, "done\n");
     }
 }

@@ -1,7 +1,7 @@
-//! Delegations recorded as jobs in the workspace's [`JobStore`], and background handles.
+//! Delegations recorded as jobs in the project's [`JobStore`], and background handles.
 //!
-//! Each delegation (foreground or background) is a [`JobKind::Task`](codex_core::jobs::JobKind::Task) record in the job store
-//! of its workspace, the same records `codex-companion status` reads: created queued, claimed
+//! Each delegation (foreground or background) is a [`JobKind::Task`](super::JobKind::Task) record in the job store
+//! of its project, the same records `codex-companion status` reads: created queued, claimed
 //! by this process when the run starts, its phase following the events (editing on file
 //! changes, verifying on commands), then completed with its result or failed / cancelled with
 //! the reason. Background delegations run in a tokio task of this process; a [`JobHandle`]
@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use codex_core::jobs::{JobPhase, JobRecord, JobResult, JobStatus, JobStore, StoreError};
+use super::{JobPhase, JobRecord, JobResult, JobStatus, JobStore, StoreError};
 use codex_core::{BackendKind, Event, ItemDetails, ThreadId, TurnId};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -19,14 +19,7 @@ use crate::verify::{EventHook, Verified};
 
 /// The job phase an event moves a running job to, if any: running when the turn starts,
 /// editing on file changes, verifying on commands, finalizing when the turn ends.
-///
-/// ```
-/// use codex_agent::job::phase_for;
-/// use codex_core::{Event, jobs::JobPhase};
-/// assert_eq!(phase_for(&Event::TurnStarted { turn_id: None }), Some(JobPhase::Running));
-/// assert_eq!(phase_for(&Event::Error { message: "x".into() }), None);
-/// ```
-pub fn phase_for(event: &Event) -> Option<JobPhase> {
+pub(crate) fn phase_for(event: &Event) -> Option<JobPhase> {
     match event {
         Event::TurnStarted { .. } => Some(JobPhase::Running),
         Event::ItemStarted { item } | Event::ItemCompleted { item } => match item.details {
@@ -70,11 +63,11 @@ impl JobTracker {
     /// Creates the queued record.
     pub(crate) async fn create(
         store: &JobStore,
-        kind: codex_core::jobs::JobKind,
+        kind: super::JobKind,
         title: &str,
         write: bool,
     ) -> Result<JobTracker> {
-        let new = codex_core::jobs::NewJob::new(kind, title, write);
+        let new = super::NewJob::new(kind, title, write);
         let record = blocking(store, move |s| s.create(new)).await?;
         Ok(JobTracker {
             store: store.clone(),
