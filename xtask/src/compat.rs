@@ -662,7 +662,7 @@ mod tests {
         assert!(expr.ends_with(") & not test(=a_test)"));
         let args = target_args(&parts);
         assert_eq!(args.iter().filter(|a| *a == "-p").count(), 4);
-        assert_eq!(args.iter().filter(|a| *a == "--test").count(), 8);
+        assert_eq!(args.iter().filter(|a| *a == "--test").count(), 9);
     }
 
     #[test]
