@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use crate::jobs::{JobKind, JobStore};
 use codex_core::{AuthMode, Backend, BackendKind, CodexBinary, TaskSpec, ThreadId};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -628,7 +627,10 @@ async fn execute(
     tracker: &mut Option<JobTracker>,
     cancel: &CancellationToken,
 ) -> Result<Verified> {
-    let deadline = prepared.spec.timeout.map(|d| (deadline_after(d), d));
+    let deadline = prepared
+        .spec
+        .timeout
+        .map(|d| (codex_core::util::deadline(d), d));
     if let (Some(t), Some(first)) = (tracker.as_mut(), prepared.candidates.first()) {
         t.claim(*first).await?;
     }
@@ -685,11 +687,4 @@ async fn execute(
     Err(Error::NoBackend {
         reason: "every candidate backend was unavailable".into(),
     })
-}
-
-/// `now + after`, saturating at [`FAR_FUTURE`](codex_core::util::FAR_FUTURE): `Instant +
-/// Duration` panics on overflow, and a timeout such as `codex-companion task --timeout
-/// 18446744073709551615` would overflow.
-fn deadline_after(after: std::time::Duration) -> Instant {
-    Instant::now() + after.min(codex_core::util::FAR_FUTURE)
 }

@@ -61,7 +61,6 @@ mod fuzz;
 pub mod jsonrpc;
 pub mod protocol;
 pub mod service;
-mod time;
 pub mod transport;
 
 pub use approval::{

@@ -509,9 +509,7 @@ impl Driver {
     ) {
         let feeder = tokio::spawn(feed_prompt(stdin, prompt));
         // saturating: `Instant + Duration` panics on overflow (a timeout of u64::MAX seconds)
-        let deadline = self
-            .timeout
-            .map(|t| Instant::now() + t.min(Duration::from_secs(365 * 24 * 3600)));
+        let deadline = self.timeout.map(codex_core::util::deadline);
         let mut frames = FramedRead::new(stdout, JsonlFraming::new(self.max_line_bytes));
         let mut drain_until: Option<Instant> = None;
         // when the terminal event arrived: the end of codex's grace to exit

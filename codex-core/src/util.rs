@@ -7,6 +7,17 @@ use tokio::time::Instant;
 /// The stand-in for "no limit" where a deadline is needed: one year.
 pub const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// `start + after`, saturating at [`FAR_FUTURE`] after `start`: adding a huge `Duration` to
+/// an `Instant` overflows and panics (`--timeout 18446744073709551615` parses).
+pub fn deadline_from(start: Instant, after: Duration) -> Instant {
+    start + after.min(FAR_FUTURE)
+}
+
+/// `now + after`, saturating like [`deadline_from`].
+pub fn deadline(after: Duration) -> Instant {
+    deadline_from(Instant::now(), after)
+}
+
 /// Sleeps until `deadline`, or forever when there is none: the timeout arm of a
 /// `tokio::select!` whose limit is optional.
 pub async fn sleep_until(deadline: Option<Instant>) {

@@ -528,7 +528,7 @@ impl AspBackend {
             conn: self.inner.conn.clone(),
             sub,
             tracker: TurnTracker::new(thread_id.clone(), turn_id),
-            deadline: timeout.map(|after| (crate::time::deadline_from(started, after), after)),
+            deadline: timeout.map(|after| (codex_core::util::deadline_from(started, after), after)),
             kind: self.inner.kind,
         };
         let first = Event::ThreadStarted {

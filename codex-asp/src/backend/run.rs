@@ -8,7 +8,7 @@ use codex_core::{BackendKind, Event, RunSink, ThreadId};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::time::sleep_until_opt;
+use codex_core::util::sleep_until as sleep_until_opt;
 
 use crate::connection::{Connection, ConnectionEvent, Subscription};
 use crate::protocol::{TurnInterrupt, TurnInterruptParams};

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::time::sleep_until_opt;
+use codex_core::util::sleep_until as sleep_until_opt;
 
 use super::error::{Error, Result};
 use super::hub::{ClientId, Hub, HubConfig};
@@ -267,7 +267,9 @@ impl Broker {
         let my_uid = paths::current_uid();
         let reason = loop {
             let idle_at = match (idle_since, self.idle_timeout) {
-                (Some(since), Some(timeout)) => Some(crate::time::deadline_from(since, timeout)),
+                (Some(since), Some(timeout)) => {
+                    Some(codex_core::util::deadline_from(since, timeout))
+                }
                 _ => None,
             };
             let init_at = self.hub.init_deadline();

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::time::sleep_until_opt;
+use codex_core::util::sleep_until as sleep_until_opt;
 use tokio_util::sync::CancellationToken;
 
 use super::subscription::{ConnectionEvent, SubEntry};
@@ -160,7 +160,7 @@ impl Driver {
                         if let Some(tx) = self.writer_close.take() {
                             let _ = tx.send(());
                         }
-                        let at = crate::time::deadline(grace);
+                        let at = codex_core::util::deadline(grace);
                         closing = Some(closing.map_or(at, |c| c.min(at)));
                     }
                     None => ctl_open = false,

@@ -407,7 +407,7 @@ impl Connection {
             self.notify_raw("initialized", Value::Null).await?;
             Ok(response)
         };
-        match tokio::time::timeout_at(crate::time::deadline(after), handshake).await {
+        match tokio::time::timeout_at(codex_core::util::deadline(after), handshake).await {
             Ok(result) => result,
             Err(_) => {
                 let error = Error::HandshakeTimeout {

@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::time::sleep_until_opt;
+use codex_core::util::sleep_until as sleep_until_opt;
 use tokio_util::codec::{Decoder, FramedRead, LinesCodec, LinesCodecError};
 
 use super::stdio::{OwnerGuard, ProcessExit, ProcessHandle};

@@ -374,7 +374,7 @@ impl WsServer {
                 .arg(file.as_os_str());
         }
         let mut process = command.spawn()?;
-        let deadline = crate::time::deadline(options.ready_timeout);
+        let deadline = codex_core::util::deadline(options.ready_timeout);
         let tail = process.stderr_tail();
         let addr = loop {
             if let Some(addr) = parse_listening(&tail.snapshot()) {
@@ -470,7 +470,7 @@ impl UnixServer {
             .arg("--listen")
             .arg(format!("unix://{}", path.display()))
             .spawn()?;
-        let deadline = crate::time::deadline(ready_timeout);
+        let deadline = codex_core::util::deadline(ready_timeout);
         loop {
             if UnixStream::connect(&path).await.is_ok() {
                 break;

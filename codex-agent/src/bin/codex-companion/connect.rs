@@ -102,7 +102,7 @@ impl JobClock {
 
     /// When the job's time is up.
     pub fn deadline(&self) -> Instant {
-        self.started + self.timeout.min(codex_core::util::FAR_FUTURE)
+        codex_core::util::deadline_from(self.started, self.timeout)
     }
 
     /// What is left of the job's time (zero once it is up).

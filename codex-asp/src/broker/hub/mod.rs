@@ -372,7 +372,7 @@ impl Hub {
             reader: reader_task,
             writer: writer_task,
             ready: false,
-            init_deadline: Some(crate::time::deadline(self.cfg.init_timeout)),
+            init_deadline: Some(codex_core::util::deadline(self.cfg.init_timeout)),
         });
         Ok(())
     }
