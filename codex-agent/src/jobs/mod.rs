@@ -64,5 +64,7 @@ pub use record::{
     JobKind, JobPhase, JobRecord, JobResult, JobStatus, MAX_JOB_ID_LEN, NewJob, validate_job_id,
 };
 pub use redact::redact;
-pub use store::{DEFAULT_KEEP_FINISHED, JobStore, ListReport, StoreError, project_root};
+pub use store::{
+    DEFAULT_KEEP_FINISHED, JobStore, ListReport, ProjectSettings, StoreError, project_root,
+};
 pub use worker::Worker;

@@ -205,6 +205,11 @@ pub struct JobRecord {
     pub result: Option<JobResult>,
     /// Its log file, `logs/<id>.log` in the store (derived from the id when read back).
     pub log_file: PathBuf,
+    /// The agent-host session that started the job (for example the Claude Code session id),
+    /// if any. Default job selection (`status`, `result`, `cancel`, resuming the last task)
+    /// is scoped to the caller's session; an explicit job id reaches any session's job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
 }
 
 impl JobRecord {
@@ -259,15 +264,24 @@ pub struct NewJob {
     pub title: String,
     /// Whether it may write.
     pub write: bool,
+    /// The agent-host session starting it, if any (see [`JobRecord::session_id`]).
+    pub session_id: Option<String>,
 }
 
 impl NewJob {
-    /// A new job description.
+    /// A new job description, outside any session.
     pub fn new(kind: JobKind, title: impl Into<String>, write: bool) -> Self {
         NewJob {
             kind,
             title: title.into(),
             write,
+            session_id: None,
         }
+    }
+
+    /// Records the agent-host session that starts the job (an empty id counts as none).
+    pub fn session(mut self, session_id: Option<String>) -> Self {
+        self.session_id = session_id.filter(|s| !s.trim().is_empty());
+        self
     }
 }

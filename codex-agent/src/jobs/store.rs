@@ -38,8 +38,8 @@ pub enum StoreError {
         /// The matching ids.
         matches: Vec<String>,
     },
-    /// A record could not be parsed; it was moved aside to `kept_at`.
-    #[error("job record {} is corrupt ({reason}); it was kept at {}", path.display(), kept_at.display())]
+    /// A record (or the settings file) could not be parsed; it was moved aside to `kept_at`.
+    #[error("{} is corrupt ({reason}); it was kept at {}", path.display(), kept_at.display())]
     Corrupt {
         /// Where the record was.
         path: PathBuf,
@@ -210,6 +210,7 @@ impl JobStore {
             finished_at_ms: None,
             error: None,
             result: None,
+            session_id: new.session_id,
         };
         File::create(&record.log_file)
             .map_err(io_err(format!("creating {}", record.log_file.display())))?;
@@ -443,7 +444,7 @@ impl JobStore {
         Ok(record)
     }
 
-    /// Moves the corrupt record file `path` (a file of `jobs/`) aside to
+    /// Moves the corrupt file `path` (a record of `jobs/`, or the settings file) aside to
     /// `<name>.corrupt-N` and returns the [`StoreError::Corrupt`] that reports it.
     fn keep_aside(&self, path: PathBuf, reason: &str) -> Result<StoreError, StoreError> {
         let mut n = 0;
@@ -458,7 +459,7 @@ impl JobStore {
         };
         fs::rename(&path, &kept_at).map_err(io_err(format!("moving aside {}", path.display())))?;
         tracing::warn!(
-            "corrupt job record {} kept at {}",
+            "corrupt store file {} kept at {}",
             path.display(),
             kept_at.display()
         );
@@ -471,21 +472,73 @@ impl JobStore {
 
     fn write_record(&self, record: &JobRecord) -> Result<(), StoreError> {
         validate_job_id(&record.id)?;
-        let path = self.job_path(&record.id);
-        let dir = self.dir.join("jobs");
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir)
-            .map_err(io_err(format!("creating a temp file in {}", dir.display())))?;
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| io_err("serialising a job record")(std::io::Error::other(e)))?;
-        tmp.write_all(&json)
-            .map_err(io_err("writing a job record"))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(io_err("syncing a job record"))?;
-        tmp.persist(&path)
-            .map_err(|e| io_err(format!("replacing {}", path.display()))(e.error))?;
-        Ok(())
+        write_atomically(&self.job_path(&record.id), &json)
     }
+
+    /// The project's settings (`settings.json` in the store); defaults when none were saved.
+    /// A file that cannot be parsed is kept aside like a corrupt record
+    /// ([`StoreError::Corrupt`]) rather than silently reset.
+    pub fn settings(&self) -> Result<ProjectSettings, StoreError> {
+        let _guard = self.lock()?;
+        self.read_settings()
+    }
+
+    /// Reads, changes and saves the project's settings under the store's lock.
+    pub fn update_settings<F>(&self, change: F) -> Result<ProjectSettings, StoreError>
+    where
+        F: FnOnce(&mut ProjectSettings),
+    {
+        let _guard = self.lock()?;
+        let mut settings = self.read_settings()?;
+        change(&mut settings);
+        let json = serde_json::to_vec_pretty(&settings)
+            .map_err(|e| io_err("serialising the settings")(std::io::Error::other(e)))?;
+        write_atomically(&self.dir.join(SETTINGS_FILE), &json)?;
+        Ok(settings)
+    }
+
+    fn read_settings(&self) -> Result<ProjectSettings, StoreError> {
+        let path = self.dir.join(SETTINGS_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ProjectSettings::default());
+            }
+            Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
+        };
+        serde_json::from_slice(&bytes).or_else(|e| Err(self.keep_aside(path, &e.to_string())?))
+    }
+}
+
+/// The name of a store's settings file.
+const SETTINGS_FILE: &str = "settings.json";
+
+/// Per-project settings kept beside the jobs (`settings.json` in the project's store), read
+/// with [`JobStore::settings`] and changed with [`JobStore::update_settings`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ProjectSettings {
+    /// Whether the stop-time review gate is on for this project.
+    #[serde(default)]
+    pub review_gate: bool,
+}
+
+/// Writes `bytes` to `path` as one complete new file (a synced temp file in the same folder,
+/// renamed over `path`), so a reader sees the old content or the new, never a part.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(io_err(format!("creating a temp file in {}", dir.display())))?;
+    tmp.write_all(bytes)
+        .map_err(io_err(format!("writing {}", path.display())))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io_err(format!("syncing {}", path.display())))?;
+    tmp.persist(path)
+        .map_err(|e| io_err(format!("replacing {}", path.display()))(e.error))?;
+    Ok(())
 }
 
 /// The files of a store's `jobs/` folder (see [`JobStore::scan`]).
@@ -638,6 +691,35 @@ mod tests {
         }
         assert!(store.log_path("../x").is_err());
         assert!(store.append_log("../x", "nope").is_err());
+    }
+
+    #[test]
+    fn sessions_and_settings() {
+        let (_s, _w, store) = store();
+        let job = store
+            .create(NewJob::new(JobKind::Task, "t", false).session(Some("sess-1".into())))
+            .unwrap();
+        assert_eq!(
+            store.get(&job.id).unwrap().session_id.as_deref(),
+            Some("sess-1")
+        );
+        let blank = store
+            .create(NewJob::new(JobKind::Task, "t", false).session(Some(" ".into())))
+            .unwrap();
+        assert_eq!(blank.session_id, None);
+
+        assert!(!store.settings().unwrap().review_gate);
+        let on = store.update_settings(|s| s.review_gate = true).unwrap();
+        assert!(on.review_gate);
+        assert!(store.settings().unwrap().review_gate);
+
+        fs::write(store.dir().join(SETTINGS_FILE), b"{not json").unwrap();
+        let err = store.settings().unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(
+            !store.settings().unwrap().review_gate,
+            "kept aside, then defaults"
+        );
     }
 
     /// Every file outside `skip` under `root`, with its content (`None` for a folder).
